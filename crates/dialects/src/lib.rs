@@ -1,0 +1,97 @@
+//! Wire types and framing for the API dialects smart-router speaks. Pure: no I/O, no runtime.
+//!
+//! Main pieces:
+//! - [`sse`]: Server-Sent Events framing (split a byte stream into events, encode events), with
+//!   no knowledge of any dialect.
+//! - [`canonical`]: the dialect-neutral view the router's core works with: a
+//!   [`canonical::RequestSummary`] (group, stream, needs, token estimate) and [`canonical::Usage`].
+//! - [`openai_chat`]: OpenAI Chat Completions wire types, the passthrough decoder that yields a
+//!   summary plus the byte spans to rewrite, the rewriter, stream usage tap and error shape.
+//!
+//! Data flow on the passthrough path: request bytes -> `openai_chat::decode::inspect_request`
+//! (one borrowed parse) -> `openai_chat::encode::rewrite_request` (byte splice, no re-serialise)
+//! -> upstream; response bytes -> `openai_chat::decode::response_usage` or, for streams,
+//! `sse::Splitter` + `openai_chat::stream::tap_chunk`.
+
+pub mod canonical;
+pub mod openai_chat;
+pub mod sse;
+
+/// Why a request or response body could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// The body is not valid JSON (or not of the expected shape); names line and column.
+    #[error("invalid JSON body: {message} at line {line} column {column}")]
+    Json {
+        /// serde_json's description of the problem.
+        message: String,
+        /// 1-based line of the problem.
+        line: usize,
+        /// 1-based column of the problem.
+        column: usize,
+    },
+    /// A required field is absent.
+    #[error("missing required parameter: '{field}'")]
+    MissingField {
+        /// The JSON field name.
+        field: &'static str,
+    },
+    /// A field has the wrong type or value.
+    #[error("invalid value for '{field}': {reason}")]
+    InvalidField {
+        /// The JSON field name.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+impl DecodeError {
+    /// The JSON field the error is about, if any (OpenAI's `param`).
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            DecodeError::Json { .. } => None,
+            DecodeError::MissingField { field } | DecodeError::InvalidField { field, .. } => {
+                Some(field)
+            }
+        }
+    }
+}
+
+impl From<serde_json::Error> for DecodeError {
+    fn from(e: serde_json::Error) -> Self {
+        let full = e.to_string();
+        // serde_json appends " at line L column C"; keep only the description.
+        let message = match full.rfind(" at line ") {
+            Some(i) => full[..i].to_string(),
+            None => full,
+        };
+        DecodeError::Json {
+            message,
+            line: e.line(),
+            column: e.column(),
+        }
+    }
+}
+
+/// The API dialects: what a client speaks on a surface, or what an upstream provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dialect {
+    /// OpenAI Chat Completions.
+    OpenAiChat,
+    /// OpenAI Responses.
+    OpenAiResponses,
+    /// Anthropic Messages.
+    AnthropicMessages,
+}
+
+impl Dialect {
+    /// Stable lower-case name, for logs, metrics labels and usage records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::OpenAiChat => "openai_chat",
+            Dialect::OpenAiResponses => "openai_responses",
+            Dialect::AnthropicMessages => "anthropic_messages",
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Configuration errors: each names the path of the offending key.
+
+use std::fmt;
+
+/// One problem in a configuration file.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read config file: {reason}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        reason: String,
+    },
+    /// TOML syntax or a value of the wrong type.
+    #[error("{path}: {message}")]
+    Parse {
+        /// Key path (or `(file)` when the syntax is broken).
+        path: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A key the configuration does not know.
+    #[error("{path}: unknown key")]
+    UnknownKey {
+        /// Key path.
+        path: String,
+    },
+    /// A value outside its allowed set.
+    #[error("{path}: {value:?} is not one of {expected}{}", hint(.suggestion))]
+    InvalidChoice {
+        /// Key path.
+        path: String,
+        /// The value written.
+        value: String,
+        /// The allowed values.
+        expected: String,
+        /// The closest allowed value.
+        suggestion: Option<String>,
+    },
+    /// A name that refers to nothing.
+    #[error("{path}: no {what} named {name:?}{}", hint(.suggestion))]
+    UnknownName {
+        /// Key path.
+        path: String,
+        /// `provider` or `group`.
+        what: &'static str,
+        /// The name written.
+        name: String,
+        /// The closest existing name.
+        suggestion: Option<String>,
+    },
+    /// A value that is malformed or out of range.
+    #[error("{path}: {reason}")]
+    InvalidValue {
+        /// Key path.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A secret reference that cannot be resolved.
+    #[error("{path}: {source}")]
+    Secret {
+        /// Key path.
+        path: String,
+        /// Why.
+        source: super::SecretError,
+    },
+    /// Two callers share a token.
+    #[error("{path}: same token as callers[{other}]")]
+    DuplicateToken {
+        /// Key path.
+        path: String,
+        /// Index of the other caller.
+        other: usize,
+    },
+    /// A name used twice.
+    #[error("{path}: duplicate {what} {name:?}")]
+    Duplicate {
+        /// Key path.
+        path: String,
+        /// What kind of name.
+        what: &'static str,
+        /// The name.
+        name: String,
+    },
+}
+
+fn hint(s: &Option<String>) -> String {
+    match s {
+        Some(s) => format!(" (did you mean {s:?}?)"),
+        None => String::new(),
+    }
+}
+
+/// All problems of one file, printed one per line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// The closest of `candidates` to `word`, if close enough to be a likely typo.
+pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let limit = (word.chars().count() / 3).max(2);
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.to_string())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_names_only() {
+        assert_eq!(suggest("opnai", ["openai", "claude"]).as_deref(), Some("openai"));
+        assert_eq!(suggest("zzz", ["openai", "claude"]), None);
+    }
+}

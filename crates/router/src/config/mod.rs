@@ -1,0 +1,203 @@
+//! Configuration: one TOML file, parsed as [`raw::RawConfig`], then validated into [`Config`],
+//! the only form the rest of the router sees. Validation reports every problem at once, each
+//! with the path of its key.
+
+mod error;
+pub mod raw;
+mod secret;
+mod validate;
+
+pub use error::{ConfigError, ConfigErrors, suggest};
+pub use secret::{Secret, SecretError, SecretSource, resolve_secret};
+pub use validate::{parse, validate};
+pub(crate) use validate::hex;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[store]`.
+    pub store: StoreConfig,
+    /// Providers, in name order.
+    pub providers: Vec<ProviderConfig>,
+    /// Model groups, in name order.
+    pub groups: Vec<GroupConfig>,
+    /// Callers, in file order.
+    pub callers: Vec<CallerConfig>,
+    /// Things that work but should be changed (inline secrets, ...).
+    pub warnings: Vec<String>,
+    /// SHA-256 (hex) of the file's bytes, shown by `/version`.
+    pub hash: String,
+}
+
+impl Config {
+    /// The group named `name`.
+    pub fn group(&self, name: &str) -> Option<&GroupConfig> {
+        self.groups
+            .binary_search_by(|g| g.name.as_str().cmp(name))
+            .ok()
+            .map(|i| &self.groups[i])
+    }
+}
+
+/// `[server]`, validated.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Default request budget.
+    pub request_timeout: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub drain_timeout: Duration,
+}
+
+/// `[store]`, validated (used by the usage store).
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` or `postgres://...`.
+    pub url: String,
+    /// Retention of usage records.
+    pub retention_days: u32,
+}
+
+/// The provider kinds, each implemented by one module under `upstream/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// OpenAI Chat Completions and every compatible server.
+    OpenAi,
+}
+
+impl ProviderKind {
+    /// Every kind with its config spelling.
+    pub const ALL: &'static [(&'static str, ProviderKind)] = &[("openai", ProviderKind::OpenAi)];
+}
+
+/// `[providers.NAME]`, validated.
+#[derive(Debug, Clone)]
+pub struct ProviderConfig {
+    /// The provider's name.
+    pub name: String,
+    /// Its kind.
+    pub kind: ProviderKind,
+    /// Base URL as the provider's SDK takes it, without a trailing slash.
+    pub base_url: String,
+    /// The credential sent upstream.
+    pub api_key: Option<Secret>,
+    /// Extra headers for every request.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Longest wait for headers or between two body chunks.
+    pub read_timeout: Duration,
+}
+
+/// How a group orders its targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Random by weight.
+    Weighted,
+    /// First eligible in file order.
+    Priority,
+}
+
+impl Strategy {
+    /// Every strategy with its config spelling.
+    pub const ALL: &'static [(&'static str, Strategy)] = &[
+        ("weighted", Strategy::Weighted),
+        ("priority", Strategy::Priority),
+    ];
+}
+
+/// `[groups.NAME]`, validated.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    /// The group's name (what callers put in `model`).
+    pub name: String,
+    /// Target ordering.
+    pub strategy: Strategy,
+    /// Groups tried after this one's targets.
+    pub fallback_groups: Vec<String>,
+    /// Request budget for this group.
+    pub timeout: Option<Duration>,
+    /// The targets, in file order.
+    pub targets: Vec<TargetConfig>,
+}
+
+/// What a target can do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Function/tool calling.
+    pub tools: bool,
+    /// Image inputs.
+    pub images: bool,
+    /// JSON-schema structured output.
+    pub json_schema: bool,
+    /// Reasoning controls.
+    pub reasoning: bool,
+}
+
+/// Prices in USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    /// Uncached input.
+    pub input: f64,
+    /// Cached input.
+    pub cached_input: f64,
+    /// Output.
+    pub output: f64,
+}
+
+/// One target of a group, validated.
+#[derive(Debug, Clone)]
+pub struct TargetConfig {
+    /// Index into [`Config::providers`].
+    pub provider: usize,
+    /// The upstream model.
+    pub model: String,
+    /// Weight for `weighted`; 0 disables.
+    pub weight: u32,
+    /// What it can do.
+    pub capabilities: Capabilities,
+    /// Largest prompt in tokens.
+    pub context_window: Option<u64>,
+    /// Prices.
+    pub price: Option<Price>,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Roles {
+    /// Model traffic.
+    pub caller: bool,
+    /// `/metrics`.
+    pub metrics_admin: bool,
+    /// Reports and exports.
+    pub report_admin: bool,
+    /// Everything.
+    pub admin: bool,
+}
+
+/// `[[callers]]`, validated.
+#[derive(Debug, Clone)]
+pub struct CallerConfig {
+    /// Unique name.
+    pub name: String,
+    /// Project.
+    pub project: Option<String>,
+    /// Team.
+    pub team: Option<String>,
+    /// Environment.
+    pub environment: Option<String>,
+    /// Roles.
+    pub roles: Roles,
+    /// Allowed groups; `"*"` allows all.
+    pub groups: Vec<String>,
+    /// SHA-256 of the token.
+    pub token_sha256: [u8; 32],
+}

@@ -1,0 +1,211 @@
+//! The configuration file as written: TOML parsed into plain structs. Enumerations stay strings
+//! here so that `validate` can report every bad value at once, with a suggestion.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawConfig {
+    /// `[server]`.
+    #[serde(default)]
+    pub server: RawServer,
+    /// `[store]`.
+    #[serde(default)]
+    pub store: RawStore,
+    /// `[providers.NAME]`.
+    #[serde(default)]
+    pub providers: BTreeMap<String, RawProvider>,
+    /// `[groups.NAME]`.
+    #[serde(default)]
+    pub groups: BTreeMap<String, RawGroup>,
+    /// `[[callers]]`.
+    #[serde(default)]
+    pub callers: Vec<RawCaller>,
+}
+
+/// `[server]`.
+#[derive(Debug, Deserialize)]
+pub struct RawServer {
+    /// Listen address, `host:port`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Largest request body accepted.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: u64,
+    /// Default budget of one request.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_ms: u64,
+    /// How long shutdown waits for in-flight requests.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: default_listen(),
+            max_body_bytes: default_max_body(),
+            request_timeout_ms: default_request_timeout(),
+            drain_timeout_ms: default_drain_timeout(),
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_max_body() -> u64 {
+    32 * 1024 * 1024
+}
+fn default_request_timeout() -> u64 {
+    600_000
+}
+fn default_drain_timeout() -> u64 {
+    30_000
+}
+
+/// `[store]`.
+#[derive(Debug, Deserialize)]
+pub struct RawStore {
+    /// `sqlite://PATH` or `postgres://...`.
+    #[serde(default = "default_store_url")]
+    pub url: String,
+    /// Usage records older than this are purged.
+    #[serde(default = "default_retention")]
+    pub retention_days: u32,
+}
+
+impl Default for RawStore {
+    fn default() -> Self {
+        RawStore {
+            url: default_store_url(),
+            retention_days: default_retention(),
+        }
+    }
+}
+
+fn default_store_url() -> String {
+    "sqlite://smart-router.db".into()
+}
+fn default_retention() -> u32 {
+    90
+}
+
+/// `[providers.NAME]`.
+#[derive(Debug, Deserialize)]
+pub struct RawProvider {
+    /// `openai` | `openai-responses` | `anthropic`.
+    pub kind: String,
+    /// What the provider's own SDK takes as base URL.
+    pub base_url: String,
+    /// `env:NAME`, `file:/path`, or inline.
+    #[serde(default)]
+    pub api_key: Option<String>,
+    /// Extra headers sent with every request to this provider.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// TCP (and TLS) connect timeout.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    /// Longest wait for response headers or between two body chunks.
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout_ms: u64,
+}
+
+fn default_connect_timeout() -> u64 {
+    10_000
+}
+fn default_read_timeout() -> u64 {
+    300_000
+}
+
+/// `[groups.NAME]`.
+#[derive(Debug, Deserialize)]
+pub struct RawGroup {
+    /// `weighted` | `priority` | `latency` | `cost`.
+    #[serde(default = "default_strategy")]
+    pub strategy: String,
+    /// Groups tried after this group's own targets.
+    #[serde(default)]
+    pub fallback_groups: Vec<String>,
+    /// Budget of a request to this group (instead of `server.request_timeout_ms`).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// `[[groups.NAME.targets]]`.
+    #[serde(default)]
+    pub targets: Vec<RawTarget>,
+}
+
+fn default_strategy() -> String {
+    "weighted".into()
+}
+
+/// `[[groups.NAME.targets]]`.
+#[derive(Debug, Deserialize)]
+pub struct RawTarget {
+    /// Name of a `[providers.NAME]`.
+    pub provider: String,
+    /// The upstream model.
+    pub model: String,
+    /// Relative weight for `weighted`; 0 disables the target.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// `tools`, `images`, `json_schema`, `reasoning`.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Largest prompt, in tokens, the model takes.
+    #[serde(default)]
+    pub context_window: Option<u64>,
+    /// USD per million tokens.
+    #[serde(default)]
+    pub price: Option<RawPrice>,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// `price = { input, cached_input, output }`, USD per million tokens.
+#[derive(Debug, Deserialize)]
+pub struct RawPrice {
+    /// Uncached input.
+    pub input: f64,
+    /// Cached input; defaults to `input`.
+    #[serde(default)]
+    pub cached_input: Option<f64>,
+    /// Output.
+    pub output: f64,
+}
+
+/// `[[callers]]`.
+#[derive(Debug, Deserialize)]
+pub struct RawCaller {
+    /// Unique name.
+    pub name: String,
+    /// Project, for reports.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// Team, for reports.
+    #[serde(default)]
+    pub team: Option<String>,
+    /// Environment (`prod`, `dev`, ...), for reports.
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// `caller` | `metrics-admin` | `report-admin` | `admin`.
+    #[serde(default = "default_roles")]
+    pub roles: Vec<String>,
+    /// Groups this caller may use; `"*"` means all.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// SHA-256 of the token, hex.
+    #[serde(default)]
+    pub token_sha256: Option<String>,
+    /// The plain token as `env:NAME` / `file:/path` (hashed at load).
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+fn default_roles() -> Vec<String> {
+    vec!["caller".into()]
+}

@@ -1,0 +1,541 @@
+//! From [`RawConfig`] to [`Config`]: every check, every problem reported with its key path.
+
+use super::raw::{RawCaller, RawConfig, RawGroup, RawProvider, RawTarget};
+use super::*;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+/// Parses and validates a configuration file's text.
+pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    let mut unknown = Vec::new();
+    let de = toml::Deserializer::new(text);
+    let mut on_unknown = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+    let de = serde_ignored::Deserializer::new(de, &mut on_unknown);
+    let raw: RawConfig = match serde_path_to_error::deserialize(de) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let path = e.path().to_string();
+            let path = if path == "." { "(file)".into() } else { path };
+            let message = e.into_inner().to_string().trim_end().replace('\n', " ");
+            return Err(ConfigErrors(vec![ConfigError::Parse { path, message }]));
+        }
+    };
+    let mut errors: Vec<ConfigError> = unknown
+        .into_iter()
+        .map(|path| ConfigError::UnknownKey { path })
+        .collect();
+    let hash = hex(&Sha256::digest(text.as_bytes()));
+    match validate(raw, hash) {
+        Ok(config) if errors.is_empty() => Ok(config),
+        Ok(_) => Err(ConfigErrors(errors)),
+        Err(more) => {
+            errors.extend(more);
+            Err(ConfigErrors(errors))
+        }
+    }
+}
+
+/// Lower-case hex of bytes.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn choice<T: Copy>(
+    errors: &mut Vec<ConfigError>,
+    path: String,
+    value: &str,
+    all: &[(&'static str, T)],
+) -> Option<T> {
+    if let Some((_, v)) = all.iter().find(|(name, _)| *name == value) {
+        return Some(*v);
+    }
+    let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
+    errors.push(ConfigError::InvalidChoice {
+        path,
+        value: value.to_string(),
+        expected: names.join(", "),
+        suggestion: suggest(value, names.iter().copied()),
+    });
+    None
+}
+
+/// Validates a parsed file; `hash` identifies the file's bytes.
+pub fn validate(raw: RawConfig, hash: String) -> Result<Config, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let server = validate_server(&raw, &mut errors);
+    let store = StoreConfig {
+        url: raw.store.url.clone(),
+        retention_days: raw.store.retention_days,
+    };
+    if !["sqlite://", "postgres://", "postgresql://"]
+        .iter()
+        .any(|p| store.url.starts_with(p))
+    {
+        errors.push(ConfigError::InvalidValue {
+            path: "store.url".into(),
+            reason: format!("{:?} must start with sqlite:// or postgres://", store.url),
+        });
+    }
+    let provider_names: Vec<&str> = raw.providers.keys().map(String::as_str).collect();
+    let providers: Vec<Option<ProviderConfig>> = raw
+        .providers
+        .iter()
+        .map(|(name, p)| validate_provider(name, p, &mut errors, &mut warnings))
+        .collect();
+    let group_names: Vec<&str> = raw.groups.keys().map(String::as_str).collect();
+    let groups: Vec<Option<GroupConfig>> = raw
+        .groups
+        .iter()
+        .map(|(name, g)| validate_group(name, g, &provider_names, &group_names, &mut errors))
+        .collect();
+    let callers = validate_callers(&raw.callers, &group_names, &mut errors, &mut warnings);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Config {
+        server: server.expect("no errors means the server section is valid"),
+        store,
+        providers: providers.into_iter().flatten().collect(),
+        groups: groups.into_iter().flatten().collect(),
+        callers,
+        warnings,
+        hash,
+    })
+}
+
+fn validate_server(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option<ServerConfig> {
+    let s = &raw.server;
+    let listen = match s.listen.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            errors.push(ConfigError::InvalidValue {
+                path: "server.listen".into(),
+                reason: format!("{:?} is not an IP address with a port", s.listen),
+            });
+            None
+        }
+    };
+    for (key, v) in [
+        ("max_body_bytes", s.max_body_bytes),
+        ("request_timeout_ms", s.request_timeout_ms),
+    ] {
+        if v == 0 {
+            errors.push(ConfigError::InvalidValue {
+                path: format!("server.{key}"),
+                reason: "must be greater than 0".into(),
+            });
+        }
+    }
+    Some(ServerConfig {
+        listen: listen?,
+        max_body_bytes: usize::try_from(s.max_body_bytes).unwrap_or(usize::MAX),
+        request_timeout: Duration::from_millis(s.request_timeout_ms),
+        drain_timeout: Duration::from_millis(s.drain_timeout_ms),
+    })
+}
+
+fn validate_provider(
+    name: &str,
+    p: &RawProvider,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
+) -> Option<ProviderConfig> {
+    let path = format!("providers.{name}");
+    let kind = choice(errors, format!("{path}.kind"), &p.kind, ProviderKind::ALL);
+    let base_url = p.base_url.trim_end_matches('/').to_string();
+    let url_ok = match base_url.parse::<http::Uri>() {
+        Ok(u) => matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some(),
+        Err(_) => false,
+    };
+    if !url_ok {
+        errors.push(ConfigError::InvalidValue {
+            path: format!("{path}.base_url"),
+            reason: format!("{:?} is not an http:// or https:// URL", p.base_url),
+        });
+    }
+    let api_key = match p.api_key.as_deref().map(resolve_secret) {
+        None => None,
+        Some(Ok((secret, source))) => {
+            if source == SecretSource::Inline {
+                warnings.push(format!(
+                    "{path}.api_key: written inline; use env:NAME or file:/path in production"
+                ));
+            }
+            Some(secret)
+        }
+        Some(Err(source)) => {
+            errors.push(ConfigError::Secret {
+                path: format!("{path}.api_key"),
+                source,
+            });
+            None
+        }
+    };
+    let mut headers = Vec::new();
+    for (k, v) in &p.headers {
+        match (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(v),
+        ) {
+            (Ok(k), Ok(v)) => headers.push((k, v)),
+            _ => errors.push(ConfigError::InvalidValue {
+                path: format!("{path}.headers.{k}"),
+                reason: "not a valid HTTP header name and value".into(),
+            }),
+        }
+    }
+    Some(ProviderConfig {
+        name: name.to_string(),
+        kind: kind?,
+        base_url,
+        api_key,
+        headers,
+        connect_timeout: Duration::from_millis(p.connect_timeout_ms),
+        read_timeout: Duration::from_millis(p.read_timeout_ms),
+    })
+}
+
+fn validate_group(
+    name: &str,
+    g: &RawGroup,
+    providers: &[&str],
+    groups: &[&str],
+    errors: &mut Vec<ConfigError>,
+) -> Option<GroupConfig> {
+    let path = format!("groups.{name}");
+    let strategy = choice(errors, format!("{path}.strategy"), &g.strategy, Strategy::ALL);
+    if g.targets.is_empty() {
+        errors.push(ConfigError::InvalidValue {
+            path: format!("{path}.targets"),
+            reason: "a group needs at least one target".into(),
+        });
+    } else if g.targets.iter().all(|t| t.weight == 0) {
+        errors.push(ConfigError::InvalidValue {
+            path: format!("{path}.targets"),
+            reason: "every target has weight 0, so the group can serve nothing".into(),
+        });
+    }
+    for (i, f) in g.fallback_groups.iter().enumerate() {
+        let p = format!("{path}.fallback_groups[{i}]");
+        if f == name {
+            errors.push(ConfigError::InvalidValue {
+                path: p,
+                reason: "a group cannot fall back to itself".into(),
+            });
+        } else if !groups.contains(&f.as_str()) {
+            errors.push(ConfigError::UnknownName {
+                path: p,
+                what: "group",
+                name: f.clone(),
+                suggestion: suggest(f, groups.iter().copied()),
+            });
+        }
+    }
+    if g.timeout_ms == Some(0) {
+        errors.push(ConfigError::InvalidValue {
+            path: format!("{path}.timeout_ms"),
+            reason: "must be greater than 0".into(),
+        });
+    }
+    let targets: Vec<Option<TargetConfig>> = g
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| validate_target(&format!("{path}.targets[{i}]"), t, providers, errors))
+        .collect();
+    Some(GroupConfig {
+        name: name.to_string(),
+        strategy: strategy?,
+        fallback_groups: g.fallback_groups.clone(),
+        timeout: g.timeout_ms.map(Duration::from_millis),
+        targets: targets.into_iter().collect::<Option<Vec<_>>>()?,
+    })
+}
+
+fn validate_target(
+    path: &str,
+    t: &RawTarget,
+    providers: &[&str],
+    errors: &mut Vec<ConfigError>,
+) -> Option<TargetConfig> {
+    let provider = providers.iter().position(|p| *p == t.provider);
+    if provider.is_none() {
+        errors.push(ConfigError::UnknownName {
+            path: format!("{path}.provider"),
+            what: "provider",
+            name: t.provider.clone(),
+            suggestion: suggest(&t.provider, providers.iter().copied()),
+        });
+    }
+    if t.model.trim().is_empty() {
+        errors.push(ConfigError::InvalidValue {
+            path: format!("{path}.model"),
+            reason: "must not be empty".into(),
+        });
+    }
+    const CAPS: &[(&str, u8)] = &[("tools", 0), ("images", 1), ("json_schema", 2), ("reasoning", 3)];
+    let mut capabilities = Capabilities::default();
+    for (i, c) in t.capabilities.iter().enumerate() {
+        match choice(errors, format!("{path}.capabilities[{i}]"), c, CAPS) {
+            Some(0) => capabilities.tools = true,
+            Some(1) => capabilities.images = true,
+            Some(2) => capabilities.json_schema = true,
+            Some(_) => capabilities.reasoning = true,
+            None => {}
+        }
+    }
+    let price = t.price.as_ref().map(|p| Price {
+        input: p.input,
+        cached_input: p.cached_input.unwrap_or(p.input),
+        output: p.output,
+    });
+    if let Some(p) = price {
+        if [p.input, p.cached_input, p.output]
+            .iter()
+            .any(|v| !v.is_finite() || *v < 0.0)
+        {
+            errors.push(ConfigError::InvalidValue {
+                path: format!("{path}.price"),
+                reason: "prices must be finite and not negative".into(),
+            });
+        }
+    }
+    if t.context_window == Some(0) {
+        errors.push(ConfigError::InvalidValue {
+            path: format!("{path}.context_window"),
+            reason: "must be greater than 0".into(),
+        });
+    }
+    Some(TargetConfig {
+        provider: provider?,
+        model: t.model.clone(),
+        weight: t.weight,
+        capabilities,
+        context_window: t.context_window,
+        price,
+    })
+}
+
+fn validate_callers(
+    raw: &[RawCaller],
+    groups: &[&str],
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
+) -> Vec<CallerConfig> {
+    const ROLES: &[(&str, u8)] = &[("caller", 0), ("metrics-admin", 1), ("report-admin", 2), ("admin", 3)];
+    let mut out = Vec::new();
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut hashes: HashMap<[u8; 32], usize> = HashMap::new();
+    for (i, c) in raw.iter().enumerate() {
+        let path = format!("callers[{i}]");
+        if c.name.trim().is_empty() {
+            errors.push(ConfigError::InvalidValue {
+                path: format!("{path}.name"),
+                reason: "must not be empty".into(),
+            });
+        } else if names.insert(c.name.as_str(), i).is_some() {
+            errors.push(ConfigError::Duplicate {
+                path: format!("{path}.name"),
+                what: "caller",
+                name: c.name.clone(),
+            });
+        }
+        let mut roles = Roles::default();
+        for (j, r) in c.roles.iter().enumerate() {
+            match choice(errors, format!("{path}.roles[{j}]"), r, ROLES) {
+                Some(0) => roles.caller = true,
+                Some(1) => roles.metrics_admin = true,
+                Some(2) => roles.report_admin = true,
+                Some(_) => roles.admin = true,
+                None => {}
+            }
+        }
+        for (j, g) in c.groups.iter().enumerate() {
+            if g != "*" && !groups.contains(&g.as_str()) {
+                errors.push(ConfigError::UnknownName {
+                    path: format!("{path}.groups[{j}]"),
+                    what: "group",
+                    name: g.clone(),
+                    suggestion: suggest(g, groups.iter().copied()),
+                });
+            }
+        }
+        let hash = caller_token_hash(&path, c, errors, warnings);
+        if let Some(h) = hash {
+            if let Some(other) = hashes.insert(h, i) {
+                errors.push(ConfigError::DuplicateToken { path, other });
+            }
+        }
+        if let Some(token_sha256) = hash {
+            out.push(CallerConfig {
+                name: c.name.clone(),
+                project: c.project.clone(),
+                team: c.team.clone(),
+                environment: c.environment.clone(),
+                roles,
+                groups: c.groups.clone(),
+                token_sha256,
+            });
+        }
+    }
+    out
+}
+
+fn caller_token_hash(
+    path: &str,
+    c: &RawCaller,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
+) -> Option<[u8; 32]> {
+    match (&c.token_sha256, &c.token) {
+        (Some(h), None) => {
+            let parsed = parse_hex32(h);
+            if parsed.is_none() {
+                errors.push(ConfigError::InvalidValue {
+                    path: format!("{path}.token_sha256"),
+                    reason: "must be 64 hex characters (from `smart-router hash-token`)".into(),
+                });
+            }
+            parsed
+        }
+        (None, Some(t)) => match resolve_secret(t) {
+            Ok((secret, source)) => {
+                if source == SecretSource::Inline {
+                    warnings.push(format!(
+                        "{path}.token: written inline; use token_sha256, env:NAME or file:/path"
+                    ));
+                }
+                Some(crate::auth::hash_token(secret.expose()))
+            }
+            Err(source) => {
+                errors.push(ConfigError::Secret {
+                    path: format!("{path}.token"),
+                    source,
+                });
+                None
+            }
+        },
+        _ => {
+            errors.push(ConfigError::InvalidValue {
+                path: path.to_string(),
+                reason: "set exactly one of token_sha256 and token".into(),
+            });
+            None
+        }
+    }
+}
+
+fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim();
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [server]
+        listen = "127.0.0.1:0"
+        [providers.openai]
+        kind = "openai"
+        base_url = "http://127.0.0.1:9/v1"
+        api_key = "sk-test"
+        [groups.fast]
+        strategy = "priority"
+        [[groups.fast.targets]]
+        provider = "openai"
+        model = "gpt-x"
+        capabilities = ["tools"]
+        price = { input = 1.0, output = 2.0 }
+        [[callers]]
+        name = "app"
+        groups = ["fast"]
+        token = "tok"
+    "#;
+
+    #[test]
+    fn good_config_validates() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.groups[0].strategy, Strategy::Priority);
+        assert!(c.groups[0].targets[0].capabilities.tools);
+        assert_eq!(c.groups[0].targets[0].price.unwrap().cached_input, 1.0);
+        assert_eq!(c.callers[0].token_sha256, crate::auth::hash_token("tok"));
+        assert!(c.callers[0].roles.caller);
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert_eq!(c.hash.len(), 64);
+        assert!(c.group("fast").is_some() && c.group("nope").is_none());
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let bad = r#"
+            [server]
+            listen = "nowhere"
+            colour = "blue"
+            [providers.openai]
+            kind = "opeani"
+            base_url = "ftp://x"
+            api_key = "env:SMART_ROUTER_TEST_UNSET_KEY"
+            [groups.coder]
+            strategy = "fastest"
+            fallback_groups = ["fsat", "coder"]
+            [[groups.coder.targets]]
+            provider = "opnai"
+            model = "m"
+            capabilities = ["tool"]
+            [groups.fast]
+            [[callers]]
+            name = "a"
+            groups = ["coderr"]
+            token_sha256 = "abc"
+            [[callers]]
+            name = "a"
+            roles = ["superuser"]
+            token = "file:/nonexistent/token"
+        "#;
+        let errs = parse(bad).unwrap_err().to_string();
+        for want in [
+            "server.colour: unknown key",
+            "server.listen: \"nowhere\" is not an IP address",
+            "providers.openai.kind: \"opeani\" is not one of openai (did you mean \"openai\"?)",
+            "providers.openai.base_url: \"ftp://x\" is not an http",
+            "providers.openai.api_key: environment variable SMART_ROUTER_TEST_UNSET_KEY is not set",
+            "groups.coder.strategy: \"fastest\" is not one of weighted, priority",
+            "groups.coder.fallback_groups[0]: no group named \"fsat\" (did you mean \"fast\"?)",
+            "groups.coder.fallback_groups[1]: a group cannot fall back to itself",
+            "groups.coder.targets[0].provider: no provider named \"opnai\" (did you mean \"openai\"?)",
+            "groups.coder.targets[0].capabilities[0]: \"tool\" is not one of tools, images, json_schema, reasoning (did you mean \"tools\"?)",
+            "groups.fast.targets: a group needs at least one target",
+            "callers[0].groups[0]: no group named \"coderr\" (did you mean \"coder\"?)",
+            "callers[0].token_sha256: must be 64 hex characters",
+            "callers[1].name: duplicate caller \"a\"",
+            "callers[1].roles[0]: \"superuser\" is not one of caller, metrics-admin, report-admin, admin",
+            "callers[1].token: cannot read secret file /nonexistent/token",
+        ] {
+            assert!(errs.contains(want), "missing {want:?} in:\n{errs}");
+        }
+    }
+
+    #[test]
+    fn duplicate_tokens_and_type_errors() {
+        let dup = GOOD.to_string()
+            + "\n[[callers]]\nname = \"b\"\ntoken_sha256 = \""
+            + &hex(&crate::auth::hash_token("tok"))
+            + "\"\n";
+        let errs = parse(&dup).unwrap_err().to_string();
+        assert!(errs.contains("callers[1]: same token as callers[0]"), "{errs}");
+        let errs = parse("[server]\nmax_body_bytes = \"big\"\n").unwrap_err().to_string();
+        assert!(errs.starts_with("server.max_body_bytes: "), "{errs}");
+        let errs = parse("[server\n").unwrap_err().to_string();
+        assert!(errs.starts_with("(file): "), "{errs}");
+    }
+}

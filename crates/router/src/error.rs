@@ -1,0 +1,219 @@
+//! The router's errors, and the one place that turns them into a response in the caller's
+//! dialect.
+
+use crate::upstream::UpstreamError;
+use axum::body::Body;
+use axum::response::Response;
+use dialects::{DecodeError, Dialect, openai_chat};
+use http::{HeaderValue, StatusCode};
+use std::time::Duration;
+
+/// Everything that can fail a request, with the data to explain it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No token was presented.
+    #[error(
+        "You didn't provide an API key. Pass your router token as 'Authorization: Bearer <token>' or 'x-api-key: <token>'."
+    )]
+    MissingToken,
+    /// The token matches no caller.
+    #[error("Incorrect API key provided.")]
+    InvalidToken,
+    /// The token lacks the role the endpoint needs.
+    #[error("This token does not have the '{role}' role needed for this endpoint.")]
+    Forbidden {
+        /// The role needed.
+        role: &'static str,
+    },
+    /// Unknown group, or one the caller may not use (the two look the same).
+    #[error("The model `{group}` does not exist or you do not have access to it.")]
+    ModelNotFound {
+        /// The group asked for.
+        group: String,
+    },
+    /// The body could not be decoded.
+    #[error("{0}")]
+    Decode(#[from] DecodeError),
+    /// The body is over `server.max_body_bytes`.
+    #[error("Request body is larger than the limit of {limit} bytes.")]
+    BodyTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The body could not be read from the client.
+    #[error("Could not read the request body: {reason}")]
+    BodyRead {
+        /// The transport error.
+        reason: String,
+    },
+    /// No target of the group can take this request.
+    #[error("No eligible target in group `{group}`: {reasons}")]
+    NoEligibleTarget {
+        /// The group.
+        group: String,
+        /// Why each target was excluded.
+        reasons: String,
+    },
+    /// The last attempt's failure, after every allowed attempt.
+    #[error("{0}")]
+    Upstream(UpstreamError),
+    /// The request's budget ran out.
+    #[error("The request's time budget of {budget_ms} ms ran out before an upstream answered.")]
+    DeadlineExceeded {
+        /// The budget.
+        budget_ms: u64,
+    },
+    /// No such endpoint.
+    #[error("Invalid URL ({method} {path})")]
+    UnknownRoute {
+        /// The method.
+        method: String,
+        /// The path.
+        path: String,
+    },
+    /// Known endpoint, wrong method.
+    #[error("Method {method} is not allowed for {path}")]
+    MethodNotAllowed {
+        /// The method.
+        method: String,
+        /// The path.
+        path: String,
+    },
+    /// A bug: a handler panicked.
+    #[error("The router hit an internal error; the request id identifies it in the logs.")]
+    Internal,
+}
+
+impl Error {
+    /// The HTTP status for the caller.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::MissingToken | Error::InvalidToken => StatusCode::UNAUTHORIZED,
+            Error::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Error::ModelNotFound { .. } | Error::UnknownRoute { .. } => StatusCode::NOT_FOUND,
+            Error::Decode(_) | Error::BodyRead { .. } | Error::NoEligibleTarget { .. } => {
+                StatusCode::BAD_REQUEST
+            }
+            Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Error::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Error::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Upstream(e) => match e {
+                UpstreamError::Status { status, .. } if !e.retryable() => *status,
+                UpstreamError::Status { status, .. } if status.as_u16() == 429 => {
+                    StatusCode::TOO_MANY_REQUESTS
+                }
+                UpstreamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+                _ => StatusCode::BAD_GATEWAY,
+            },
+        }
+    }
+
+    /// Low-cardinality class, for logs, metrics and usage records.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::MissingToken => "missing_token",
+            Error::InvalidToken => "invalid_token",
+            Error::Forbidden { .. } => "forbidden",
+            Error::ModelNotFound { .. } => "model_not_found",
+            Error::Decode(_) => "invalid_request",
+            Error::BodyTooLarge { .. } => "body_too_large",
+            Error::BodyRead { .. } => "body_read",
+            Error::NoEligibleTarget { .. } => "no_eligible_target",
+            Error::Upstream(e) => e.kind(),
+            Error::DeadlineExceeded { .. } => "deadline_exceeded",
+            Error::UnknownRoute { .. } => "unknown_route",
+            Error::MethodNotAllowed { .. } => "method_not_allowed",
+            Error::Internal => "internal",
+        }
+    }
+
+    /// The machine-readable `code` for the caller.
+    fn code(&self) -> Option<&'static str> {
+        Some(match self {
+            Error::MissingToken => "missing_api_key",
+            Error::InvalidToken => "invalid_api_key",
+            Error::Forbidden { .. } => "permission_denied",
+            Error::ModelNotFound { .. } => "model_not_found",
+            Error::BodyTooLarge { .. } => "request_too_large",
+            Error::NoEligibleTarget { .. } => "no_eligible_target",
+            Error::DeadlineExceeded { .. } => "deadline_exceeded",
+            Error::Upstream(UpstreamError::CredentialRejected { .. }) => {
+                "upstream_credential_rejected"
+            }
+            Error::Upstream(e) if e.retryable() => "upstream_error",
+            Error::UnknownRoute { .. } => "unknown_url",
+            _ => return None,
+        })
+    }
+
+    fn param(&self) -> Option<&'static str> {
+        match self {
+            Error::Decode(d) => d.field(),
+            Error::ModelNotFound { .. } => Some("model"),
+            _ => None,
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Upstream(UpstreamError::Status { retry_after, .. }) => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The response for a caller speaking `dialect`.
+    pub fn into_response(self, dialect: Dialect) -> Response {
+        let status = self.status();
+        let body = match (&self, dialect) {
+            // An upstream's own rejection of the request goes back unchanged when it is
+            // already in the caller's shape.
+            (Error::Upstream(UpstreamError::Status { body, .. }), Dialect::OpenAiChat)
+                if !self.retryable_upstream() && openai_chat::error::is_error_body(body) =>
+            {
+                body.to_vec()
+            }
+            (Error::Upstream(UpstreamError::Status { body, provider, .. }), _)
+                if !self.retryable_upstream() =>
+            {
+                let msg = openai_chat::error::error_message(body).unwrap_or_else(|| {
+                    format!("provider {provider} rejected the request (HTTP {})", status.as_u16())
+                });
+                openai_chat::error::encode_error(status.as_u16(), &msg, None, None)
+            }
+            _ => openai_chat::error::encode_error(
+                status.as_u16(),
+                &self.to_string(),
+                self.param(),
+                self.code(),
+            ),
+        };
+        let mut resp = Response::new(Body::from(body));
+        *resp.status_mut() = status;
+        let h = resp.headers_mut();
+        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(ra) = self.retry_after() {
+            if let Ok(v) = HeaderValue::from_str(&ra.as_secs().max(1).to_string()) {
+                h.insert(http::header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+
+    fn retryable_upstream(&self) -> bool {
+        matches!(self, Error::Upstream(e) if e.retryable())
+    }
+
+    /// The final SSE event for this error once a stream has begun.
+    pub fn stream_event(&self, dialect: Dialect) -> bytes::Bytes {
+        match dialect {
+            Dialect::OpenAiChat | Dialect::OpenAiResponses | Dialect::AnthropicMessages => {
+                openai_chat::error::encode_stream_error(
+                    self.status().as_u16(),
+                    &self.to_string(),
+                    self.code(),
+                )
+            }
+        }
+    }
+}

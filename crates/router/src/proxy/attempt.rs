@@ -1,0 +1,199 @@
+//! The attempt loop: try the planned targets in order until one answers usably, falling back on
+//! retryable failures. Nothing has reached the client while this runs, so every failure here
+//! can still move on to the next target.
+
+use crate::config::TargetConfig;
+use crate::error::Error;
+use crate::routing::AttemptPlan;
+use crate::server::AppState;
+use crate::upstream::{AttemptHeaders, Provider, UpstreamError};
+use crate::usage::{Attempt, Outcome};
+use bytes::Bytes;
+use dialects::canonical::Usage;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::time::{Duration, Instant};
+
+/// What a committed attempt gives the surface to answer with.
+#[derive(Debug)]
+pub enum Reply {
+    /// A whole (non-stream) body, already checked.
+    Whole(Bytes),
+    /// A stream: its first chunk and the rest.
+    Stream {
+        /// The first data received.
+        first: Bytes,
+        /// The remaining body.
+        rest: Incoming,
+    },
+}
+
+/// The attempt that will answer the client.
+#[derive(Debug)]
+pub struct Committed {
+    /// Index into `config.providers` of the provider that answered.
+    pub provider: usize,
+    /// The upstream response head.
+    pub head: http::response::Parts,
+    /// The body.
+    pub reply: Reply,
+}
+
+/// What one request needs from the loop.
+pub struct Exchange<'a, B, W>
+where
+    B: FnMut(&TargetConfig) -> Bytes,
+    W: Fn(&[u8]) -> Result<Option<Usage>, &'static str>,
+{
+    /// The request id sent upstream.
+    pub request_id: &'a str,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+    /// When the budget runs out.
+    pub deadline: Instant,
+    /// The whole budget, for messages.
+    pub budget: Duration,
+    /// Builds the upstream body for a target.
+    pub build_body: B,
+    /// Checks a whole (non-stream) upstream body and reads its usage.
+    pub inspect_whole: W,
+}
+
+/// Runs the plan. Records every attempt on `outcome`.
+pub async fn run<B, W>(
+    state: &AppState,
+    plan: &AttemptPlan,
+    mut ex: Exchange<'_, B, W>,
+    outcome: &mut Outcome,
+) -> Result<Committed, Error>
+where
+    B: FnMut(&TargetConfig) -> Bytes,
+    W: Fn(&[u8]) -> Result<Option<Usage>, &'static str>,
+{
+    let mut last: Option<UpstreamError> = None;
+    for planned in &plan.targets {
+        let target = &state.config.groups[planned.group].targets[planned.target];
+        let provider = &state.providers[target.provider];
+        let now = Instant::now();
+        if now >= ex.deadline {
+            break;
+        }
+        let body = (ex.build_body)(target);
+        let result = attempt(provider, body, &ex, now).await;
+        let record = Attempt {
+            provider: provider.name.clone(),
+            model: target.model.clone(),
+            outcome: result.as_ref().map_or_else(UpstreamError::kind, |_| "ok"),
+            status: match &result {
+                Ok((head, _)) => Some(head.status.as_u16()),
+                Err(e) => e.status(),
+            },
+            latency: now.elapsed(),
+        };
+        let r = outcome.get_mut();
+        r.attempts.push(record);
+        match result {
+            Ok((head, reply)) => {
+                r.served_by = Some(r.attempts.len() - 1);
+                return Ok(Committed {
+                    provider: target.provider,
+                    head,
+                    reply,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(
+                    provider = %provider.name,
+                    model = %target.model,
+                    error = e.kind(),
+                    status = e.status(),
+                    retryable = e.retryable(),
+                    "attempt failed"
+                );
+                if !e.retryable() {
+                    return Err(Error::Upstream(e));
+                }
+                last = Some(e);
+            }
+        }
+    }
+    let budget_ms = ex.budget.as_millis() as u64;
+    match last {
+        Some(UpstreamError::Timeout { .. }) | None if Instant::now() >= ex.deadline => {
+            Err(Error::DeadlineExceeded { budget_ms })
+        }
+        Some(e) => Err(Error::Upstream(e)),
+        None => Err(Error::DeadlineExceeded { budget_ms }),
+    }
+}
+
+/// One attempt: send, then read what must be known before committing (the whole body, or the
+/// first chunk of a stream), within the smaller of the budget left and the read timeout.
+async fn attempt<B, W>(
+    provider: &Provider,
+    body: Bytes,
+    ex: &Exchange<'_, B, W>,
+    now: Instant,
+) -> Result<(http::response::Parts, Reply), UpstreamError>
+where
+    B: FnMut(&TargetConfig) -> Bytes,
+    W: Fn(&[u8]) -> Result<Option<Usage>, &'static str>,
+{
+    let wait = ex.deadline.saturating_duration_since(now).min(provider.read_timeout);
+    let timeout = || UpstreamError::Timeout {
+        provider: provider.name.clone(),
+        waited_ms: wait.as_millis() as u64,
+    };
+    let headers = AttemptHeaders {
+        request_id: ex.request_id,
+        stream: ex.stream,
+    };
+    let until = tokio::time::Instant::from_std(now + wait);
+    let resp = tokio::time::timeout_at(until, provider.send(body, headers))
+        .await
+        .map_err(|_| timeout())??;
+    let (head, mut incoming) = resp.into_parts();
+    let broken = |reason: String| UpstreamError::Broken {
+        provider: provider.name.clone(),
+        reason,
+    };
+    if !ex.stream {
+        let collected = tokio::time::timeout_at(until, incoming.collect())
+            .await
+            .map_err(|_| timeout())?
+            .map_err(|e| broken(e.to_string()))?
+            .to_bytes();
+        (ex.inspect_whole)(&collected).map_err(|reason| UpstreamError::InvalidResponse {
+            provider: provider.name.clone(),
+            reason,
+        })?;
+        return Ok((head, Reply::Whole(collected)));
+    }
+    let is_sse = head
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if !is_sse {
+        return Err(UpstreamError::InvalidResponse {
+            provider: provider.name.clone(),
+            reason: "a stream was asked for but the response is not text/event-stream",
+        });
+    }
+    loop {
+        let frame = tokio::time::timeout_at(until, incoming.frame())
+            .await
+            .map_err(|_| timeout())?;
+        match frame {
+            Some(Ok(f)) => {
+                if let Ok(data) = f.into_data() {
+                    if !data.is_empty() {
+                        return Ok((head, Reply::Stream { first: data, rest: incoming }));
+                    }
+                }
+            }
+            Some(Err(e)) => return Err(broken(e.to_string())),
+            None => return Err(broken("the stream ended before any data".into())),
+        }
+    }
+}

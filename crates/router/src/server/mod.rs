@@ -1,0 +1,144 @@
+//! The HTTP server: shared state, routes, per-request context and graceful shutdown.
+
+mod context;
+mod health;
+mod models;
+
+pub use context::RequestContext;
+pub(crate) use models::require_caller;
+
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::error::Error;
+use crate::upstream::Provider;
+use crate::usage::Recorder;
+use axum::Router;
+use axum::routing::{get, post};
+use dialects::Dialect;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::net::TcpListener;
+
+/// What `/version` reports about the build.
+#[derive(Debug, Clone)]
+pub struct BuildInfo {
+    /// Crate version.
+    pub version: &'static str,
+    /// Git commit the binary was built from.
+    pub commit: &'static str,
+    /// Build date (UTC, RFC 3339).
+    pub build_date: &'static str,
+}
+
+impl Default for BuildInfo {
+    fn default() -> Self {
+        BuildInfo {
+            version: env!("CARGO_PKG_VERSION"),
+            commit: "unknown",
+            build_date: "unknown",
+        }
+    }
+}
+
+/// Everything a request handler needs, shared by all requests.
+#[derive(Debug)]
+pub struct Runtime {
+    /// The validated configuration.
+    pub config: Config,
+    /// Token -> caller.
+    pub auth: Authenticator,
+    /// One client per provider, indexed like `config.providers`.
+    pub providers: Vec<Provider>,
+    /// Where finished request outcomes go.
+    pub recorder: Arc<Recorder>,
+    /// Build metadata.
+    pub build: BuildInfo,
+    draining: AtomicBool,
+}
+
+impl Runtime {
+    /// Builds the runtime for a validated config.
+    pub fn new(config: Config, recorder: Recorder, build: BuildInfo) -> Self {
+        let providers = config.providers.iter().map(Provider::new).collect();
+        Runtime {
+            auth: Authenticator::new(&config),
+            providers,
+            recorder: Arc::new(recorder),
+            build,
+            config,
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether shutdown has begun.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// Shared state handed to handlers.
+pub type AppState = Arc<Runtime>;
+
+/// The router's routes and middleware.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(crate::proxy::chat_completions))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{*id}", get(models::get_one))
+        .route("/livez", get(health::livez))
+        .route("/readyz", get(health::readyz))
+        .route("/version", get(health::version))
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(context::request_context))
+        .with_state(state)
+}
+
+async fn unknown_route(method: http::Method, uri: http::Uri) -> axum::response::Response {
+    Error::UnknownRoute {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+    }
+    .into_response(Dialect::OpenAiChat)
+}
+
+async fn method_not_allowed(method: http::Method, uri: http::Uri) -> axum::response::Response {
+    Error::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+    }
+    .into_response(Dialect::OpenAiChat)
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, marks the runtime draining and waits
+/// up to `server.drain_timeout` for in-flight requests. Returns whether the drain completed.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<bool> {
+    let drain = state.config.server.drain_timeout;
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let draining_state = state.clone();
+    let signal = async move {
+        shutdown.await;
+        draining_state.draining.store(true, Ordering::Relaxed);
+        tracing::info!(drain_ms = drain.as_millis() as u64, "shutting down, draining in-flight requests");
+        let _ = started_tx.send(());
+    };
+    let server = axum::serve(listener, app(state).into_make_service()).with_graceful_shutdown(signal);
+    let server = async move { server.await };
+    tokio::pin!(server);
+    tokio::select! {
+        res = &mut server => return res.map(|_| true),
+        _ = started_rx => {}
+    }
+    match tokio::time::timeout(drain, server).await {
+        Ok(res) => res.map(|_| true),
+        Err(_) => {
+            tracing::warn!("drain timeout reached; closing remaining connections");
+            Ok(false)
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! Upstream providers: one module per provider kind implementing [`Upstream`], and the shared
+//! HTTP client ([`Provider`]) that sends an attempt and classifies its failure.
+
+mod openai;
+
+use crate::config::{ProviderConfig, ProviderKind, Secret};
+use bytes::Bytes;
+use dialects::Dialect;
+use http::{HeaderMap, HeaderValue, Request, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::time::Duration;
+
+/// What differs between provider kinds on the wire.
+pub trait Upstream: Send + Sync + std::fmt::Debug {
+    /// The dialect the provider speaks.
+    fn dialect(&self) -> Dialect;
+    /// Path appended to the provider's `base_url` for a generation request.
+    fn path(&self) -> &'static str;
+    /// Sets the provider credential (and any protocol headers) on an outgoing request.
+    fn authorize(&self, key: Option<&Secret>, headers: &mut HeaderMap);
+}
+
+/// The module for a provider kind.
+fn upstream_for(kind: ProviderKind) -> Box<dyn Upstream> {
+    match kind {
+        ProviderKind::OpenAi => Box::new(openai::OpenAi),
+    }
+}
+
+/// Why an attempt at a target failed. Knows whether another attempt may help.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No connection could be made.
+    #[error("could not connect to provider {provider}: {reason}")]
+    Connect {
+        /// Provider name.
+        provider: String,
+        /// The transport error (no URL, no credential).
+        reason: String,
+    },
+    /// Nothing arrived in time.
+    #[error("provider {provider} did not answer within {waited_ms} ms")]
+    Timeout {
+        /// Provider name.
+        provider: String,
+        /// How long we waited.
+        waited_ms: u64,
+    },
+    /// The provider answered with an error status.
+    #[error("provider {provider} returned HTTP {status}")]
+    Status {
+        /// Provider name.
+        provider: String,
+        /// The status.
+        status: StatusCode,
+        /// The provider's error body.
+        body: Bytes,
+        /// `Retry-After`, when given.
+        retry_after: Option<Duration>,
+    },
+    /// The provider rejected the router's own credential (401/403).
+    #[error("the router's credential for provider {provider} was rejected (HTTP {status})")]
+    CredentialRejected {
+        /// Provider name.
+        provider: String,
+        /// 401 or 403.
+        status: u16,
+    },
+    /// A success status with a body we cannot use.
+    #[error("provider {provider} returned an invalid response: {reason}")]
+    InvalidResponse {
+        /// Provider name.
+        provider: String,
+        /// What was wrong.
+        reason: &'static str,
+    },
+    /// The response body broke off.
+    #[error("provider {provider} broke off the response: {reason}")]
+    Broken {
+        /// Provider name.
+        provider: String,
+        /// The transport error.
+        reason: String,
+    },
+}
+
+impl UpstreamError {
+    /// Whether trying another attempt (before the first byte went to the client) may help.
+    pub fn retryable(&self) -> bool {
+        match self {
+            UpstreamError::Status { status, .. } => {
+                matches!(status.as_u16(), 408 | 409 | 429 | 500 | 502 | 503 | 504 | 529)
+            }
+            UpstreamError::Connect { .. }
+            | UpstreamError::Timeout { .. }
+            | UpstreamError::CredentialRejected { .. }
+            | UpstreamError::InvalidResponse { .. }
+            | UpstreamError::Broken { .. } => true,
+        }
+    }
+
+    /// Low-cardinality class, for logs, metrics and usage records.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect { .. } => "connect",
+            UpstreamError::Timeout { .. } => "timeout",
+            UpstreamError::Status { status, .. } if status.as_u16() == 429 => "rate_limited",
+            UpstreamError::Status { status, .. } if status.is_client_error() => "upstream_4xx",
+            UpstreamError::Status { .. } => "upstream_5xx",
+            UpstreamError::CredentialRejected { .. } => "credential_rejected",
+            UpstreamError::InvalidResponse { .. } => "invalid_response",
+            UpstreamError::Broken { .. } => "stream_broken",
+        }
+    }
+
+    /// The upstream HTTP status, when there was one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            UpstreamError::Status { status, .. } => Some(status.as_u16()),
+            UpstreamError::CredentialRejected { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A configured provider with its connection pool.
+#[derive(Debug)]
+pub struct Provider {
+    /// Provider name.
+    pub name: String,
+    upstream: Box<dyn Upstream>,
+    url: http::Uri,
+    key: Option<Secret>,
+    headers: Vec<(http::HeaderName, HeaderValue)>,
+    /// Longest wait for headers or between two body chunks.
+    pub read_timeout: Duration,
+    client: HttpClient,
+}
+
+/// What an attempt sends besides the body.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptHeaders<'a> {
+    /// The request id, sent as `x-request-id`.
+    pub request_id: &'a str,
+    /// Ask for an event stream.
+    pub stream: bool,
+}
+
+impl Provider {
+    /// Builds the provider and its client from config.
+    pub fn new(config: &ProviderConfig) -> Self {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(config.connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(1024)
+            .build(https);
+        let upstream = upstream_for(config.kind);
+        let url = format!("{}{}", config.base_url, upstream.path())
+            .parse()
+            .expect("validated base_url plus a static path is a URI");
+        Provider {
+            name: config.name.clone(),
+            upstream,
+            url,
+            key: config.api_key.clone(),
+            headers: config.headers.clone(),
+            read_timeout: config.read_timeout,
+            client,
+        }
+    }
+
+    /// The dialect this provider speaks.
+    pub fn dialect(&self) -> Dialect {
+        self.upstream.dialect()
+    }
+
+    /// Sends one attempt and waits for the response head. Error statuses are read whole and
+    /// turned into [`UpstreamError`]s; a success returns the streaming body.
+    pub async fn send(
+        &self,
+        body: Bytes,
+        meta: AttemptHeaders<'_>,
+    ) -> Result<http::Response<Incoming>, UpstreamError> {
+        let mut req = Request::post(self.url.clone())
+            .body(Full::new(body))
+            .expect("a POST to a valid URI builds");
+        let h = req.headers_mut();
+        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let accept = if meta.stream { "text/event-stream" } else { "application/json" };
+        h.insert(http::header::ACCEPT, HeaderValue::from_static(accept));
+        h.insert(
+            http::header::USER_AGENT,
+            HeaderValue::from_static(concat!("smart-router/", env!("CARGO_PKG_VERSION"))),
+        );
+        if let Ok(v) = HeaderValue::from_str(meta.request_id) {
+            h.insert("x-request-id", v);
+        }
+        for (k, v) in &self.headers {
+            h.insert(k.clone(), v.clone());
+        }
+        self.upstream.authorize(self.key.as_ref(), h);
+        let resp = self.client.request(req).await.map_err(|e| UpstreamError::Connect {
+            provider: self.name.clone(),
+            reason: error_chain(&e),
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        if matches!(status.as_u16(), 401 | 403) {
+            return Err(UpstreamError::CredentialRejected {
+                provider: self.name.clone(),
+                status: status.as_u16(),
+            });
+        }
+        let retry_after = retry_after(resp.headers());
+        let body = read_error_body(resp.into_body()).await;
+        Err(UpstreamError::Status {
+            provider: self.name.clone(),
+            status,
+            body,
+            retry_after,
+        })
+    }
+}
+
+/// Reads at most 64 KiB of an error body (what is past that is not worth relaying).
+async fn read_error_body(body: Incoming) -> Bytes {
+    use http_body_util::BodyExt;
+    match http_body_util::Limited::new(body, 64 * 1024).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => Bytes::new(),
+    }
+}
+
+/// `Retry-After` in seconds or as an HTTP date (dates are not parsed yet: treated as absent).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+}
+
+/// A transport error and its causes, joined (no URL or credential is in them).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}

@@ -1,0 +1,202 @@
+//! Per-request outcomes: what happened to a request (caller, group, attempts, usage, status,
+//! timings), recorded exactly once — when finished, or when dropped because the client left.
+//! Outcomes are logged and handed to a bounded queue for the usage store; never any content.
+
+use dialects::canonical::Usage;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc;
+
+/// One attempt at one target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    /// Provider name.
+    pub provider: String,
+    /// Upstream model.
+    pub model: String,
+    /// `ok` or the error class.
+    pub outcome: &'static str,
+    /// Upstream HTTP status, when one came back.
+    pub status: Option<u16>,
+    /// Time spent on the attempt until it was decided.
+    pub latency: Duration,
+}
+
+/// Everything recorded about one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestOutcome {
+    /// The request id.
+    pub request_id: String,
+    /// When the request arrived.
+    pub started_at: SystemTime,
+    /// Caller name, once authenticated.
+    pub caller: Option<String>,
+    /// Caller's project.
+    pub project: Option<String>,
+    /// Caller's team.
+    pub team: Option<String>,
+    /// Caller's environment.
+    pub environment: Option<String>,
+    /// The surface (client dialect).
+    pub surface: &'static str,
+    /// The group asked for.
+    pub group: Option<String>,
+    /// Streamed response.
+    pub stream: bool,
+    /// HTTP status sent to the client (499: the client went away first).
+    pub http_status: u16,
+    /// Error class, when the request failed (also after a 200 when a stream broke).
+    pub error_kind: Option<&'static str>,
+    /// Every attempt, in order.
+    pub attempts: Vec<Attempt>,
+    /// The attempt that served the response (index into `attempts`).
+    pub served_by: Option<usize>,
+    /// Token usage reported by the upstream.
+    pub usage: Option<Usage>,
+    /// Total time until the response ended.
+    pub latency: Duration,
+    /// Time until the first response byte went to the client.
+    pub ttft: Option<Duration>,
+}
+
+impl RequestOutcome {
+    /// Whether a target other than the first attempted one served the request.
+    pub fn fallback_used(&self) -> bool {
+        self.served_by.is_some_and(|i| i > 0)
+    }
+}
+
+/// Receives finished outcomes: logs each and queues it for the store (bounded; drops counted).
+#[derive(Debug)]
+pub struct Recorder {
+    tx: Option<mpsc::Sender<RequestOutcome>>,
+    dropped: AtomicU64,
+}
+
+impl Recorder {
+    /// A recorder that only logs.
+    pub fn log_only() -> Self {
+        Recorder {
+            tx: None,
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// A recorder that also queues outcomes, with a queue of `capacity`.
+    pub fn with_queue(capacity: usize) -> (Self, mpsc::Receiver<RequestOutcome>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (
+            Recorder {
+                tx: Some(tx),
+                dropped: AtomicU64::new(0),
+            },
+            rx,
+        )
+    }
+
+    /// Outcomes dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn record(&self, o: RequestOutcome) {
+        let served = o.served_by.and_then(|i| o.attempts.get(i));
+        tracing::info!(
+            request_id = %o.request_id,
+            caller = o.caller.as_deref().unwrap_or("-"),
+            surface = o.surface,
+            group = o.group.as_deref().unwrap_or("-"),
+            target = %served.map_or_else(|| "-".to_string(), |a| format!("{}/{}", a.provider, a.model)),
+            status = o.http_status,
+            error = o.error_kind.unwrap_or("-"),
+            attempts = o.attempts.len(),
+            stream = o.stream,
+            latency_ms = o.latency.as_secs_f64() * 1000.0,
+            input_tokens = o.usage.map_or(0, |u| u.input_tokens),
+            output_tokens = o.usage.map_or(0, |u| u.output_tokens),
+            "request finished"
+        );
+        if let Some(tx) = &self.tx {
+            if tx.try_send(o).is_err() {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// An outcome being filled in while the request runs. Dropping it unfinished records the
+/// request as abandoned by the client (499).
+#[derive(Debug)]
+pub struct Outcome {
+    record: Option<RequestOutcome>,
+    started: Instant,
+    recorder: Arc<Recorder>,
+}
+
+impl Outcome {
+    /// Starts the outcome of a request that arrived at `started`.
+    pub fn start(
+        recorder: Arc<Recorder>,
+        request_id: &str,
+        surface: &'static str,
+        started: Instant,
+        started_at: SystemTime,
+    ) -> Self {
+        Outcome {
+            record: Some(RequestOutcome {
+                request_id: request_id.to_string(),
+                started_at,
+                caller: None,
+                project: None,
+                team: None,
+                environment: None,
+                surface,
+                group: None,
+                stream: false,
+                http_status: 499,
+                error_kind: Some("client_closed"),
+                attempts: Vec::new(),
+                served_by: None,
+                usage: None,
+                latency: Duration::ZERO,
+                ttft: None,
+            }),
+            started,
+            recorder,
+        }
+    }
+
+    /// The record being filled in.
+    pub fn get_mut(&mut self) -> &mut RequestOutcome {
+        self.record.as_mut().expect("an outcome is only taken when finished")
+    }
+
+    /// Notes the first byte sent to the client.
+    pub fn first_byte(&mut self) {
+        let elapsed = self.started.elapsed();
+        let r = self.get_mut();
+        if r.ttft.is_none() {
+            r.ttft = Some(elapsed);
+        }
+    }
+
+    /// Finishes and records the outcome.
+    pub fn finish(mut self, http_status: u16, error_kind: Option<&'static str>) {
+        let elapsed = self.started.elapsed();
+        let mut r = self.record.take().expect("finished once");
+        r.http_status = http_status;
+        r.error_kind = error_kind;
+        r.latency = elapsed;
+        self.recorder.record(r);
+    }
+}
+
+impl Drop for Outcome {
+    fn drop(&mut self) {
+        if let Some(mut r) = self.record.take() {
+            r.latency = self.started.elapsed();
+            self.recorder.record(r);
+        }
+    }
+}
