@@ -1,1 +1,290 @@
-//! placeholder
+//! A scriptable fake LLM provider for tests, benchmarks and the demo. It speaks OpenAI Chat
+//! Completions (more dialects as the router grows), records every request it receives (method,
+//! path, headers, body) and counts responses the client abandoned.
+//!
+//! Scripting, first match wins: the `x-fake-script` request header (a JSON [`Script`]), the
+//! queue filled by `POST /_fake/scripts` (or [`FakeUpstream::enqueue`]), else the default
+//! behaviour: a text reply echoing the prompt, a tool call when tools are offered and no tool
+//! result came back yet, a schema example for JSON-schema response formats.
+//!
+//! Control endpoints: `GET /_fake/requests` (recorded requests), `DELETE /_fake/requests`
+//! (forget them), `POST /_fake/scripts` (queue one script or an array), `GET /_fake/stats`.
+
+mod chat;
+mod script;
+
+pub use script::{Script, ScriptUsage, ToolCall, example_from_schema};
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::VecDeque;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// One request as the fake received it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recorded {
+    /// HTTP method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Headers, lower-case names, in arrival order.
+    pub headers: Vec<(String, String)>,
+    /// The body as JSON, or as a string when it is not JSON.
+    pub body: Value,
+}
+
+impl Recorded {
+    /// The first value of header `name` (lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// State shared by the fake's handlers.
+#[derive(Debug, Default)]
+pub struct Shared {
+    scripts: Mutex<VecDeque<Script>>,
+    requests: Mutex<Vec<Recorded>>,
+    disconnects: AtomicU64,
+    completed: AtomicU64,
+    log: Option<Mutex<std::fs::File>>,
+}
+
+/// Counts a response as completed when finished, or as abandoned by the client when dropped
+/// before that.
+#[derive(Debug)]
+pub(crate) struct ResponseGuard {
+    shared: Arc<Shared>,
+    done: bool,
+}
+
+impl ResponseGuard {
+    fn new(shared: Arc<Shared>) -> Self {
+        ResponseGuard { shared, done: false }
+    }
+
+    /// The response was delivered whole.
+    pub(crate) fn complete(mut self) {
+        self.done = true;
+        self.shared.completed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for ResponseGuard {
+    fn drop(&mut self) {
+        if !self.done {
+            self.shared.disconnects.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Shared {
+    fn record(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Value {
+        let json: Option<Value> = serde_json::from_slice(body).ok();
+        let rec = Recorded {
+            method: method.to_string(),
+            path: uri.path_and_query().map_or_else(|| uri.path().to_string(), |p| p.to_string()),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .collect(),
+            body: json.clone().unwrap_or_else(|| Value::String(String::from_utf8_lossy(body).into_owned())),
+        };
+        if let Some(log) = &self.log {
+            if let Ok(line) = serde_json::to_string(&rec) {
+                let mut f = log.lock().expect("log lock");
+                let _ = writeln!(f, "{line}");
+            }
+        }
+        self.requests.lock().expect("requests lock").push(rec);
+        json.unwrap_or(Value::Null)
+    }
+
+    /// The script for this request: header, else queue, else default.
+    fn script_for(&self, headers: &HeaderMap) -> Result<Script, String> {
+        if let Some(v) = headers.get("x-fake-script") {
+            return serde_json::from_slice(v.as_bytes()).map_err(|e| format!("bad x-fake-script: {e}"));
+        }
+        Ok(self.scripts.lock().expect("scripts lock").pop_front().unwrap_or_default())
+    }
+}
+
+/// Options for starting a fake.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Append every recorded request as a JSON line to this file.
+    pub log_file: Option<std::path::PathBuf>,
+}
+
+/// A running fake upstream.
+#[derive(Debug)]
+pub struct FakeUpstream {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl FakeUpstream {
+    /// Starts a fake on an ephemeral loopback port.
+    pub async fn start() -> std::io::Result<Self> {
+        Self::start_on("127.0.0.1:0".parse().expect("literal address"), Options::default()).await
+    }
+
+    /// Starts a fake on `addr`.
+    pub async fn start_on(addr: SocketAddr, options: Options) -> std::io::Result<Self> {
+        let log = match &options.log_file {
+            Some(p) => Some(Mutex::new(
+                std::fs::OpenOptions::new().create(true).append(true).open(p)?,
+            )),
+            None => None,
+        };
+        let shared = Arc::new(Shared {
+            log,
+            ..Shared::default()
+        });
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app = app(shared.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(FakeUpstream {
+            addr,
+            shared,
+            shutdown: Some(tx),
+        })
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Base URL as an OpenAI SDK takes it (`http://127.0.0.1:PORT/v1`).
+    pub fn openai_base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// Queues a script for the next request without an `x-fake-script` header.
+    pub fn enqueue(&self, script: Script) {
+        self.shared.scripts.lock().expect("scripts lock").push_back(script);
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.requests.lock().expect("requests lock").clone()
+    }
+
+    /// Responses the client abandoned before they were complete.
+    pub fn disconnects(&self) -> u64 {
+        self.shared.disconnects.load(Ordering::Relaxed)
+    }
+
+    /// Responses delivered whole.
+    pub fn completed(&self) -> u64 {
+        self.shared.completed.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// The fake's routes.
+pub fn app(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat::handle))
+        .route("/chat/completions", post(chat::handle))
+        .route("/_fake/requests", get(list_requests).delete(clear_requests))
+        .route("/_fake/scripts", post(push_scripts))
+        .route("/_fake/stats", get(stats))
+        .route("/", any(|| async { "fake-upstream" }))
+        .with_state(shared)
+}
+
+async fn list_requests(State(s): State<Arc<Shared>>) -> Response {
+    Json(s.requests.lock().expect("requests lock").clone()).into_response()
+}
+
+async fn clear_requests(State(s): State<Arc<Shared>>) -> StatusCode {
+    s.requests.lock().expect("requests lock").clear();
+    StatusCode::NO_CONTENT
+}
+
+async fn stats(State(s): State<Arc<Shared>>) -> Response {
+    Json(serde_json::json!({
+        "requests": s.requests.lock().expect("requests lock").len(),
+        "completed": s.completed.load(Ordering::Relaxed),
+        "disconnects": s.disconnects.load(Ordering::Relaxed),
+    }))
+    .into_response()
+}
+
+async fn push_scripts(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
+    let parsed: Result<Vec<Script>, _> = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Array(_)) => serde_json::from_slice(&body),
+        _ => serde_json::from_slice::<Script>(&body).map(|s| vec![s]),
+    };
+    match parsed {
+        Ok(scripts) => {
+            let n = scripts.len();
+            s.scripts.lock().expect("scripts lock").extend(scripts);
+            Json(serde_json::json!({"queued": n})).into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    }
+}
+
+/// Waits for the script's delay, or forever when it hangs (the guard counts the disconnect).
+pub(crate) async fn before_headers(script: &Script) {
+    if script.hang {
+        std::future::pending::<()>().await;
+    }
+    if script.delay_ms > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(script.delay_ms)).await;
+    }
+}
+
+/// The response for a script's `raw_body`, if it has one.
+pub(crate) fn raw_response(script: &Script) -> Option<Response> {
+    let body = script.raw_body.clone()?;
+    let status = StatusCode::from_u16(script.status.unwrap_or(200)).unwrap_or(StatusCode::OK);
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/html"),
+    );
+    Some(with_headers(resp, script))
+}
+
+/// Adds the script's extra headers.
+pub(crate) fn with_headers(mut resp: Response, script: &Script) -> Response {
+    for (k, v) in &script.headers {
+        if let (Ok(k), Ok(v)) = (
+            axum::http::HeaderName::from_bytes(k.as_bytes()),
+            axum::http::HeaderValue::from_str(v),
+        ) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
+    resp
+}

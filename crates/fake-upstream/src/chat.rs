@@ -1,0 +1,292 @@
+//! The fake's OpenAI Chat Completions endpoint.
+
+use crate::script::{Script, ScriptUsage, example_from_schema};
+use crate::{ResponseGuard, Shared, before_headers, raw_response, with_headers};
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use dialects::openai_chat::types::{
+    Choice, Chunk, ChunkChoice, CompletionTokensDetails, Delta, FunctionCall, FunctionCallDelta,
+    Message, PromptTokensDetails, Request, ToolCall, ToolCallDelta, Usage,
+};
+use dialects::openai_chat::{Response as ChatResponse, error::encode_error};
+use dialects::sse;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What the fake will answer, decided from the script and the request.
+struct Plan {
+    text: Option<String>,
+    tool_calls: Vec<ToolCall>,
+    usage: Usage,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn error_response(status: StatusCode, message: &str) -> Response {
+    let body = encode_error(status.as_u16(), message, None, None);
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn handle(
+    State(shared): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    shared.record(&method, &uri, &headers, &body);
+    let guard = ResponseGuard::new(shared.clone());
+    let script = match shared.script_for(&headers) {
+        Ok(s) => s,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, &e),
+    };
+    before_headers(&script).await;
+    if let Some(resp) = raw_response(&script) {
+        guard.complete();
+        return resp;
+    }
+    if let Some(status) = script.status.filter(|s| *s >= 400) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let msg = script.error.clone().unwrap_or_else(|| format!("scripted error {}", status.as_u16()));
+        guard.complete();
+        return with_headers(error_response(status, &msg), &script);
+    }
+    let req: Request = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, &format!("invalid request: {e}")),
+    };
+    let plan = plan(&req, &script, body.len());
+    let id = format!("chatcmpl-fake{:x}", now_secs());
+    if req.stream == Some(true) {
+        let include_usage = req.stream_options.as_ref().and_then(|o| o.include_usage) == Some(true);
+        let events = stream_events(&id, &req.model, &plan, &script, include_usage);
+        let resp = Response::builder()
+            .header(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"))
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(Body::from_stream(event_stream(events, &script, guard)))
+            .expect("static headers build");
+        return with_headers(resp, &script);
+    }
+    let resp = ChatResponse {
+        id,
+        object: "chat.completion".into(),
+        created: now_secs(),
+        model: req.model.clone(),
+        choices: vec![Choice {
+            index: 0,
+            message: Message {
+                role: "assistant".into(),
+                content: plan.text.clone().map(dialects::openai_chat::types::Content::Text),
+                tool_calls: (!plan.tool_calls.is_empty()).then(|| plan.tool_calls.clone()),
+                tool_call_id: None,
+                extra: serde_json::Map::from_iter([("refusal".to_string(), Value::Null)]),
+            },
+            finish_reason: Some(if plan.tool_calls.is_empty() { "stop" } else { "tool_calls" }.into()),
+        }],
+        usage: Some(plan.usage),
+        extra: serde_json::Map::from_iter([("system_fingerprint".to_string(), Value::from("fp_fake"))]),
+    };
+    guard.complete();
+    with_headers(
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_vec(&resp).expect("a response serialises"),
+        )
+            .into_response(),
+        &script,
+    )
+}
+
+/// Decides text or tool calls, and usage.
+fn plan(req: &Request, script: &Script, body_len: usize) -> Plan {
+    let tools = req.tools.as_deref().unwrap_or(&[]);
+    let choice_none = req.tool_choice.as_ref().and_then(Value::as_str) == Some("none");
+    let forced = req
+        .tool_choice
+        .as_ref()
+        .and_then(|c| c.pointer("/function/name"))
+        .and_then(Value::as_str);
+    let answered = req.messages.last().is_some_and(|m| m.role == "tool");
+    let mut tool_calls: Vec<ToolCall> = script
+        .tool_calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let schema = tools.iter().find(|t| t.function.name == c.name).and_then(|t| t.function.parameters.clone());
+            let args = c.arguments.clone().unwrap_or_else(|| example_from_schema(&schema.unwrap_or(Value::Null)));
+            tool_call(i, &c.name, &args)
+        })
+        .collect();
+    if tool_calls.is_empty() && script.text.is_none() && !tools.is_empty() && !choice_none && !answered {
+        let tool = forced
+            .and_then(|n| tools.iter().find(|t| t.function.name == n))
+            .unwrap_or(&tools[0]);
+        let args = example_from_schema(tool.function.parameters.as_ref().unwrap_or(&Value::Null));
+        tool_calls.push(tool_call(0, &tool.function.name, &args));
+    }
+    let text = if !tool_calls.is_empty() {
+        None
+    } else if let Some(t) = &script.text {
+        Some(t.clone())
+    } else if let Some(schema) = req
+        .response_format
+        .as_ref()
+        .filter(|f| f.kind == "json_schema")
+        .and_then(|f| f.json_schema.as_ref())
+    {
+        Some(example_from_schema(schema.get("schema").unwrap_or(&Value::Null)).to_string())
+    } else {
+        Some(default_text(req))
+    };
+    let out_len = text.as_ref().map_or(0, |t| t.len()) + tool_calls.iter().map(|c| c.function.arguments.len()).sum::<usize>();
+    let su = script.usage.unwrap_or(ScriptUsage {
+        input: (body_len / 4) as u64,
+        output: (out_len / 4).max(1) as u64,
+        ..ScriptUsage::default()
+    });
+    Plan {
+        text,
+        tool_calls,
+        usage: Usage {
+            prompt_tokens: su.input,
+            completion_tokens: su.output,
+            total_tokens: su.input + su.output,
+            prompt_tokens_details: Some(PromptTokensDetails { cached_tokens: su.cached }),
+            completion_tokens_details: Some(CompletionTokensDetails { reasoning_tokens: su.reasoning }),
+        },
+    }
+}
+
+fn tool_call(i: usize, name: &str, args: &Value) -> ToolCall {
+    ToolCall {
+        id: format!("call_fake{i}"),
+        kind: "function".into(),
+        function: FunctionCall {
+            name: name.to_string(),
+            arguments: args.to_string(),
+        },
+    }
+}
+
+fn default_text(req: &Request) -> String {
+    let last = req.messages.iter().rev().find(|m| m.role == "user");
+    let said = last.and_then(|m| m.content.as_ref()).map(|c| c.text()).unwrap_or_default();
+    let said: String = said.chars().take(60).collect();
+    let images: usize = req.messages.iter().filter_map(|m| m.content.as_ref()).map(|c| c.image_count()).sum();
+    let mut text = format!("This is the fake upstream answering: {said}");
+    if images > 0 {
+        text.push_str(&format!(" (I saw {images} image(s))"));
+    }
+    text
+}
+
+/// The SSE events of a streamed answer, in order.
+fn stream_events(id: &str, model: &str, plan: &Plan, script: &Script, include_usage: bool) -> Vec<Bytes> {
+    let chunk = |delta: Delta, finish: Option<&str>| Chunk {
+        id: id.to_string(),
+        object: "chat.completion.chunk".into(),
+        created: now_secs(),
+        model: model.to_string(),
+        choices: vec![ChunkChoice {
+            index: 0,
+            delta,
+            finish_reason: finish.map(str::to_string),
+        }],
+        usage: None,
+    };
+    let enc = |c: &Chunk| sse::encode(None, &serde_json::to_vec(c).expect("a chunk serialises"));
+    let mut out = vec![enc(&chunk(
+        Delta {
+            role: Some("assistant".into()),
+            content: Some(String::new()),
+            tool_calls: None,
+        },
+        None,
+    ))];
+    if let Some(text) = &plan.text {
+        let pieces: Vec<String> = script.chunks.clone().unwrap_or_else(|| {
+            text.split_inclusive(' ').map(str::to_string).collect()
+        });
+        for p in pieces {
+            out.push(enc(&chunk(Delta { content: Some(p), ..Delta::default() }, None)));
+        }
+    }
+    for (i, call) in plan.tool_calls.iter().enumerate() {
+        let index = i as u32;
+        out.push(enc(&chunk(
+            Delta {
+                tool_calls: Some(vec![ToolCallDelta {
+                    index,
+                    id: Some(call.id.clone()),
+                    kind: Some("function".into()),
+                    function: FunctionCallDelta {
+                        name: Some(call.function.name.clone()),
+                        arguments: Some(String::new()),
+                    },
+                }]),
+                ..Delta::default()
+            },
+            None,
+        )));
+        let args = call.function.arguments.as_bytes();
+        for piece in args.chunks(8) {
+            out.push(enc(&chunk(
+                Delta {
+                    tool_calls: Some(vec![ToolCallDelta {
+                        index,
+                        id: None,
+                        kind: None,
+                        function: FunctionCallDelta {
+                            name: None,
+                            arguments: Some(String::from_utf8_lossy(piece).into_owned()),
+                        },
+                    }]),
+                    ..Delta::default()
+                },
+                None,
+            )));
+        }
+    }
+    let finish = if plan.tool_calls.is_empty() { "stop" } else { "tool_calls" };
+    out.push(enc(&chunk(Delta::default(), Some(finish))));
+    if include_usage {
+        let mut c = chunk(Delta::default(), None);
+        c.choices.clear();
+        c.usage = Some(plan.usage);
+        out.push(enc(&c));
+    }
+    out.push(sse::encode(None, b"[DONE]"));
+    out
+}
+
+/// Streams the events with the script's pacing; breaks the connection where scripted.
+fn event_stream(
+    events: Vec<Bytes>,
+    script: &Script,
+    guard: ResponseGuard,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    let delay = Duration::from_millis(script.chunk_delay_ms);
+    let cut = script.close_after_events;
+    let state = (events.into_iter().enumerate(), Some(guard));
+    futures_util::stream::unfold(state, move |(mut it, mut guard)| async move {
+        let Some((i, ev)) = it.next() else {
+            guard.take()?.complete();
+            return None;
+        };
+        if cut == Some(i) {
+            // Dropping the guard unfinished is not a client disconnect: mark it complete.
+            guard.take()?.complete();
+            return Some((Err(std::io::Error::other("scripted cut")), (it, None)));
+        }
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Some((Ok(ev), (it, guard)))
+    })
+}

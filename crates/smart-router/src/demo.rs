@@ -1,0 +1,88 @@
+//! `smart-router demo`: the fake upstream and the router in one process on loopback, with a
+//! built-in config and a demo token. No provider keys, nothing leaves the machine.
+
+use anyhow::{Context, Result};
+use router::server::Runtime;
+use router::usage::Recorder;
+use std::io::Write;
+use std::sync::Arc;
+
+/// The demo caller's token (loopback only; never use it in a real deployment).
+pub const DEMO_TOKEN: &str = "sr-demo-token";
+
+/// The demo configuration for a fake upstream at `fake_base_url`.
+pub fn demo_config(listen: &str, fake_base_url: &str) -> String {
+    format!(
+        r#"
+[server]
+listen = "{listen}"
+
+[store]
+url = "sqlite://smart-router-demo.db"
+
+[providers.fake]
+kind = "openai"
+base_url = "{fake_base_url}"
+
+[groups.fast]
+strategy = "priority"
+[[groups.fast.targets]]
+provider = "fake"
+model = "fake-fast"
+capabilities = ["tools", "images", "json_schema"]
+price = {{ input = 0.1, output = 0.4 }}
+
+[groups.coder]
+strategy = "weighted"
+fallback_groups = ["fast"]
+[[groups.coder.targets]]
+provider = "fake"
+model = "fake-coder-large"
+weight = 3
+capabilities = ["tools", "images", "json_schema", "reasoning"]
+context_window = 200000
+price = {{ input = 1.25, cached_input = 0.125, output = 10.0 }}
+[[groups.coder.targets]]
+provider = "fake"
+model = "fake-coder-small"
+weight = 1
+capabilities = ["tools", "json_schema"]
+context_window = 32000
+price = {{ input = 0.25, output = 2.0 }}
+
+[[callers]]
+name = "demo"
+project = "demo"
+roles = ["caller", "admin"]
+groups = ["*"]
+token = "{DEMO_TOKEN}"
+"#
+    )
+}
+
+/// Runs the demo until interrupted.
+pub async fn run(listen: &str) -> Result<()> {
+    let fake = fake_upstream::FakeUpstream::start()
+        .await
+        .context("starting the fake upstream")?;
+    let text = demo_config(listen, &fake.openai_base_url());
+    let config = router::config::parse(&text).map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("binding {listen} (pass --listen 127.0.0.1:PORT to use another port)"))?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(Runtime::new(config, Recorder::log_only(), super::build_info()));
+    let base = format!("http://{addr}");
+    println!("smart-router demo listening on {base}");
+    println!("  OpenAI base URL: {base}/v1");
+    println!("  token:           {DEMO_TOKEN}");
+    println!("  model groups:    fast, coder");
+    println!("  try:");
+    println!(
+        "    curl -N {base}/v1/chat/completions -H 'Authorization: Bearer {DEMO_TOKEN}' -H 'content-type: application/json' -d '{{\"model\":\"coder\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"Hello there\"}}]}}'"
+    );
+    std::io::stdout().flush()?;
+    router::server::serve(listener, state, super::shutdown_signal()).await?;
+    drop(fake);
+    Ok(())
+}
