@@ -1,0 +1,216 @@
+//! Test harness: a fake upstream and an in-process router on ephemeral loopback ports, plus a
+//! small HTTP client.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use fake_upstream::FakeUpstream;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use router::server::{BuildInfo, Runtime};
+use router::usage::{Recorder, RequestOutcome};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// The caller token every test config has.
+pub const TOKEN: &str = "test-token";
+
+/// A router with a fake upstream behind it.
+pub struct Harness {
+    pub fake: FakeUpstream,
+    pub addr: SocketAddr,
+    pub state: Arc<Runtime>,
+    pub outcomes: mpsc::Receiver<RequestOutcome>,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub server: Option<tokio::task::JoinHandle<std::io::Result<bool>>>,
+}
+
+/// A config whose `FAKE` placeholder is replaced by the fake's base URL. The default config has
+/// provider `fake`, groups `fast` (one target) and `coder` (two, priority, all capabilities),
+/// a caller `app` (token TOKEN, groups fast+coder) and `metrics` (metrics-admin only).
+pub fn default_config() -> String {
+    r#"
+    [server]
+    listen = "127.0.0.1:0"
+    max_body_bytes = 65536
+    drain_timeout_ms = 5000
+
+    [providers.fake]
+    kind = "openai"
+    base_url = "FAKE"
+    api_key = "sk-upstream-secret"
+    headers = { "x-provider-extra" = "on" }
+
+    [groups.fast]
+    [[groups.fast.targets]]
+    provider = "fake"
+    model = "fake-fast"
+    capabilities = ["tools", "images", "json_schema"]
+
+    [groups.coder]
+    strategy = "priority"
+    [[groups.coder.targets]]
+    provider = "fake"
+    model = "fake-coder-1"
+    capabilities = ["tools", "images", "json_schema"]
+    [[groups.coder.targets]]
+    provider = "fake"
+    model = "fake-coder-2"
+    capabilities = ["tools", "images", "json_schema"]
+
+    [groups.secret]
+    [[groups.secret.targets]]
+    provider = "fake"
+    model = "fake-secret"
+
+    [[callers]]
+    name = "app"
+    project = "proj"
+    groups = ["fast", "coder"]
+    token = "test-token"
+
+    [[callers]]
+    name = "metrics"
+    roles = ["metrics-admin"]
+    groups = ["*"]
+    token = "metrics-token"
+    "#
+    .to_string()
+}
+
+impl Harness {
+    /// Starts with the default config.
+    pub async fn start() -> Harness {
+        Self::with_config(&default_config()).await
+    }
+
+    /// Starts with a config text (`FAKE` = the fake's base URL).
+    pub async fn with_config(text: &str) -> Harness {
+        let fake = FakeUpstream::start().await.expect("fake starts");
+        let text = text.replace("FAKE", &fake.openai_base_url());
+        let config = router::config::parse(&text).unwrap_or_else(|e| panic!("config: {e}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (recorder, outcomes) = Recorder::with_queue(1024);
+        let state = Arc::new(Runtime::new(config, recorder, BuildInfo::default()));
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(router::server::serve(listener, state.clone(), async {
+            let _ = rx.await;
+        }));
+        Harness {
+            fake,
+            addr,
+            state,
+            outcomes,
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Begins graceful shutdown.
+    pub fn shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// The next recorded outcome (waits up to 5 s).
+    pub async fn outcome(&mut self) -> RequestOutcome {
+        tokio::time::timeout(std::time::Duration::from_secs(5), self.outcomes.recv())
+            .await
+            .expect("an outcome within 5 s")
+            .expect("recorder alive")
+    }
+
+    /// POSTs JSON to the chat endpoint with the test token.
+    pub async fn chat(&self, body: &Value) -> Resp {
+        send(
+            "POST",
+            &self.url("/v1/chat/completions"),
+            &[("authorization", &format!("Bearer {TOKEN}"))],
+            Bytes::from(body.to_string()),
+        )
+        .await
+    }
+}
+
+/// A whole response.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    /// The `data:` payloads of an SSE body.
+    pub fn sse_data(&self) -> Vec<String> {
+        self.text()
+            .split("\n\n")
+            .filter_map(|ev| ev.lines().find_map(|l| l.strip_prefix("data: ")))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// Starts a request and returns the streaming response.
+pub async fn start(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> http::Response<hyper::body::Incoming> {
+    let mut req = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        req = req.header("content-type", "application/json");
+    }
+    client().request(req.body(Full::new(body)).unwrap()).await.expect("request sent")
+}
+
+/// Sends a request and reads the whole response.
+pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Bytes) -> Resp {
+    let resp = start(method, url, headers, body).await;
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("body read").to_bytes();
+    Resp {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// Polls `cond` every 10 ms for up to 5 s.
+pub async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    for _ in 0..500 {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    cond()
+}
