@@ -24,7 +24,9 @@ struct Plan {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn error_response(status: StatusCode, message: &str) -> Response {
@@ -53,7 +55,10 @@ pub async fn handle(
     }
     if let Some(status) = script.status.filter(|s| *s >= 400) {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let msg = script.error.clone().unwrap_or_else(|| format!("scripted error {}", status.as_u16()));
+        let msg = script
+            .error
+            .clone()
+            .unwrap_or_else(|| format!("scripted error {}", status.as_u16()));
         guard.complete();
         return with_headers(error_response(status, &msg), &script);
     }
@@ -67,7 +72,10 @@ pub async fn handle(
         let include_usage = req.stream_options.as_ref().and_then(|o| o.include_usage) == Some(true);
         let events = stream_events(&id, &req.model, &plan, &script, include_usage);
         let resp = Response::builder()
-            .header(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"))
+            .header(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            )
             .header(header::CACHE_CONTROL, "no-cache")
             .body(Body::from_stream(event_stream(events, &script, guard)))
             .expect("static headers build");
@@ -82,15 +90,28 @@ pub async fn handle(
             index: 0,
             message: Message {
                 role: "assistant".into(),
-                content: plan.text.clone().map(dialects::openai_chat::types::Content::Text),
+                content: plan
+                    .text
+                    .clone()
+                    .map(dialects::openai_chat::types::Content::Text),
                 tool_calls: (!plan.tool_calls.is_empty()).then(|| plan.tool_calls.clone()),
                 tool_call_id: None,
                 extra: serde_json::Map::from_iter([("refusal".to_string(), Value::Null)]),
             },
-            finish_reason: Some(if plan.tool_calls.is_empty() { "stop" } else { "tool_calls" }.into()),
+            finish_reason: Some(
+                if plan.tool_calls.is_empty() {
+                    "stop"
+                } else {
+                    "tool_calls"
+                }
+                .into(),
+            ),
         }],
         usage: Some(plan.usage),
-        extra: serde_json::Map::from_iter([("system_fingerprint".to_string(), Value::from("fp_fake"))]),
+        extra: serde_json::Map::from_iter([(
+            "system_fingerprint".to_string(),
+            Value::from("fp_fake"),
+        )]),
     };
     guard.complete();
     with_headers(
@@ -118,12 +139,23 @@ fn plan(req: &Request, script: &Script, body_len: usize) -> Plan {
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let schema = tools.iter().find(|t| t.function.name == c.name).and_then(|t| t.function.parameters.clone());
-            let args = c.arguments.clone().unwrap_or_else(|| example_from_schema(&schema.unwrap_or(Value::Null)));
+            let schema = tools
+                .iter()
+                .find(|t| t.function.name == c.name)
+                .and_then(|t| t.function.parameters.clone());
+            let args = c
+                .arguments
+                .clone()
+                .unwrap_or_else(|| example_from_schema(&schema.unwrap_or(Value::Null)));
             tool_call(i, &c.name, &args)
         })
         .collect();
-    if tool_calls.is_empty() && script.text.is_none() && !tools.is_empty() && !choice_none && !answered {
+    if tool_calls.is_empty()
+        && script.text.is_none()
+        && !tools.is_empty()
+        && !choice_none
+        && !answered
+    {
         let tool = forced
             .and_then(|n| tools.iter().find(|t| t.function.name == n))
             .unwrap_or(&tools[0]);
@@ -144,7 +176,11 @@ fn plan(req: &Request, script: &Script, body_len: usize) -> Plan {
     } else {
         Some(default_text(req))
     };
-    let out_len = text.as_ref().map_or(0, |t| t.len()) + tool_calls.iter().map(|c| c.function.arguments.len()).sum::<usize>();
+    let out_len = text.as_ref().map_or(0, |t| t.len())
+        + tool_calls
+            .iter()
+            .map(|c| c.function.arguments.len())
+            .sum::<usize>();
     let su = script.usage.unwrap_or(ScriptUsage {
         input: (body_len / 4) as u64,
         output: (out_len / 4).max(1) as u64,
@@ -157,8 +193,12 @@ fn plan(req: &Request, script: &Script, body_len: usize) -> Plan {
             prompt_tokens: su.input,
             completion_tokens: su.output,
             total_tokens: su.input + su.output,
-            prompt_tokens_details: Some(PromptTokensDetails { cached_tokens: su.cached }),
-            completion_tokens_details: Some(CompletionTokensDetails { reasoning_tokens: su.reasoning }),
+            prompt_tokens_details: Some(PromptTokensDetails {
+                cached_tokens: su.cached,
+            }),
+            completion_tokens_details: Some(CompletionTokensDetails {
+                reasoning_tokens: su.reasoning,
+            }),
         },
     }
 }
@@ -176,9 +216,17 @@ fn tool_call(i: usize, name: &str, args: &Value) -> ToolCall {
 
 fn default_text(req: &Request) -> String {
     let last = req.messages.iter().rev().find(|m| m.role == "user");
-    let said = last.and_then(|m| m.content.as_ref()).map(|c| c.text()).unwrap_or_default();
+    let said = last
+        .and_then(|m| m.content.as_ref())
+        .map(|c| c.text())
+        .unwrap_or_default();
     let said: String = said.chars().take(60).collect();
-    let images: usize = req.messages.iter().filter_map(|m| m.content.as_ref()).map(|c| c.image_count()).sum();
+    let images: usize = req
+        .messages
+        .iter()
+        .filter_map(|m| m.content.as_ref())
+        .map(|c| c.image_count())
+        .sum();
     let mut text = format!("This is the fake upstream answering: {said}");
     if images > 0 {
         text.push_str(&format!(" (I saw {images} image(s))"));
@@ -187,7 +235,13 @@ fn default_text(req: &Request) -> String {
 }
 
 /// The SSE events of a streamed answer, in order.
-fn stream_events(id: &str, model: &str, plan: &Plan, script: &Script, include_usage: bool) -> Vec<Bytes> {
+fn stream_events(
+    id: &str,
+    model: &str,
+    plan: &Plan,
+    script: &Script,
+    include_usage: bool,
+) -> Vec<Bytes> {
     let chunk = |delta: Delta, finish: Option<&str>| Chunk {
         id: id.to_string(),
         object: "chat.completion.chunk".into(),
@@ -210,11 +264,18 @@ fn stream_events(id: &str, model: &str, plan: &Plan, script: &Script, include_us
         None,
     ))];
     if let Some(text) = &plan.text {
-        let pieces: Vec<String> = script.chunks.clone().unwrap_or_else(|| {
-            text.split_inclusive(' ').map(str::to_string).collect()
-        });
+        let pieces: Vec<String> = script
+            .chunks
+            .clone()
+            .unwrap_or_else(|| text.split_inclusive(' ').map(str::to_string).collect());
         for p in pieces {
-            out.push(enc(&chunk(Delta { content: Some(p), ..Delta::default() }, None)));
+            out.push(enc(&chunk(
+                Delta {
+                    content: Some(p),
+                    ..Delta::default()
+                },
+                None,
+            )));
         }
     }
     for (i, call) in plan.tool_calls.iter().enumerate() {
@@ -253,7 +314,11 @@ fn stream_events(id: &str, model: &str, plan: &Plan, script: &Script, include_us
             )));
         }
     }
-    let finish = if plan.tool_calls.is_empty() { "stop" } else { "tool_calls" };
+    let finish = if plan.tool_calls.is_empty() {
+        "stop"
+    } else {
+        "tool_calls"
+    };
     out.push(enc(&chunk(Delta::default(), Some(finish))));
     if include_usage {
         let mut c = chunk(Delta::default(), None);

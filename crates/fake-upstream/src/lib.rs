@@ -46,7 +46,10 @@ pub struct Recorded {
 impl Recorded {
     /// The first value of header `name` (lower-case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -70,7 +73,10 @@ pub(crate) struct ResponseGuard {
 
 impl ResponseGuard {
     fn new(shared: Arc<Shared>) -> Self {
-        ResponseGuard { shared, done: false }
+        ResponseGuard {
+            shared,
+            done: false,
+        }
     }
 
     /// The response was delivered whole.
@@ -93,12 +99,21 @@ impl Shared {
         let json: Option<Value> = serde_json::from_slice(body).ok();
         let rec = Recorded {
             method: method.to_string(),
-            path: uri.path_and_query().map_or_else(|| uri.path().to_string(), |p| p.to_string()),
+            path: uri
+                .path_and_query()
+                .map_or_else(|| uri.path().to_string(), |p| p.to_string()),
             headers: headers
                 .iter()
-                .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
                 .collect(),
-            body: json.clone().unwrap_or_else(|| Value::String(String::from_utf8_lossy(body).into_owned())),
+            body: json
+                .clone()
+                .unwrap_or_else(|| Value::String(String::from_utf8_lossy(body).into_owned())),
         };
         if let Some(log) = &self.log {
             if let Ok(line) = serde_json::to_string(&rec) {
@@ -113,9 +128,15 @@ impl Shared {
     /// The script for this request: header, else queue, else default.
     fn script_for(&self, headers: &HeaderMap) -> Result<Script, String> {
         if let Some(v) = headers.get("x-fake-script") {
-            return serde_json::from_slice(v.as_bytes()).map_err(|e| format!("bad x-fake-script: {e}"));
+            return serde_json::from_slice(v.as_bytes())
+                .map_err(|e| format!("bad x-fake-script: {e}"));
         }
-        Ok(self.scripts.lock().expect("scripts lock").pop_front().unwrap_or_default())
+        Ok(self
+            .scripts
+            .lock()
+            .expect("scripts lock")
+            .pop_front()
+            .unwrap_or_default())
     }
 }
 
@@ -137,14 +158,21 @@ pub struct FakeUpstream {
 impl FakeUpstream {
     /// Starts a fake on an ephemeral loopback port.
     pub async fn start() -> std::io::Result<Self> {
-        Self::start_on("127.0.0.1:0".parse().expect("literal address"), Options::default()).await
+        Self::start_on(
+            "127.0.0.1:0".parse().expect("literal address"),
+            Options::default(),
+        )
+        .await
     }
 
     /// Starts a fake on `addr`.
     pub async fn start_on(addr: SocketAddr, options: Options) -> std::io::Result<Self> {
         let log = match &options.log_file {
             Some(p) => Some(Mutex::new(
-                std::fs::OpenOptions::new().create(true).append(true).open(p)?,
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
             )),
             None => None,
         };
@@ -182,7 +210,11 @@ impl FakeUpstream {
 
     /// Queues a script for the next request without an `x-fake-script` header.
     pub fn enqueue(&self, script: Script) {
-        self.shared.scripts.lock().expect("scripts lock").push_back(script);
+        self.shared
+            .scripts
+            .lock()
+            .expect("scripts lock")
+            .push_back(script);
     }
 
     /// Every request received so far.

@@ -66,17 +66,29 @@ pub fn example_from_schema(schema: &Value) -> Value {
     if let Some(v) = schema.get("const") {
         return v.clone();
     }
-    if let Some(first) = schema.get("enum").and_then(Value::as_array).and_then(|a| a.first()) {
+    if let Some(first) = schema
+        .get("enum")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+    {
         return first.clone();
     }
     for key in ["anyOf", "oneOf", "allOf"] {
-        if let Some(first) = schema.get(key).and_then(Value::as_array).and_then(|a| a.first()) {
+        if let Some(first) = schema
+            .get(key)
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+        {
             return example_from_schema(first);
         }
     }
     let ty = match schema.get("type") {
         Some(Value::String(s)) => s.as_str(),
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).find(|t| *t != "null").unwrap_or("null"),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|t| *t != "null")
+            .unwrap_or("null"),
         _ if schema.get("properties").is_some() => "object",
         _ => "string",
     };
@@ -90,7 +102,9 @@ pub fn example_from_schema(schema: &Value) -> Value {
             }
             Value::Object(out)
         }
-        "array" => Value::Array(vec![example_from_schema(schema.get("items").unwrap_or(&Value::Null))]),
+        "array" => Value::Array(vec![example_from_schema(
+            schema.get("items").unwrap_or(&Value::Null),
+        )]),
         "integer" => Value::from(1),
         "number" => Value::from(1.5),
         "boolean" => Value::Bool(true),

@@ -177,7 +177,10 @@ impl Error {
                 if !self.retryable_upstream() =>
             {
                 let msg = openai_chat::error::error_message(body).unwrap_or_else(|| {
-                    format!("provider {provider} rejected the request (HTTP {})", status.as_u16())
+                    format!(
+                        "provider {provider} rejected the request (HTTP {})",
+                        status.as_u16()
+                    )
                 });
                 openai_chat::error::encode_error(status.as_u16(), &msg, None, None)
             }
@@ -191,7 +194,10 @@ impl Error {
         let mut resp = Response::new(Body::from(body));
         *resp.status_mut() = status;
         let h = resp.headers_mut();
-        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if let Some(ra) = self.retry_after() {
             if let Ok(v) = HeaderValue::from_str(&ra.as_secs().max(1).to_string()) {
                 h.insert(http::header::RETRY_AFTER, v);

@@ -7,7 +7,9 @@ use common::{Harness, TOKEN, send};
 use serde_json::json;
 
 fn chat_body(model: &str) -> Bytes {
-    Bytes::from(json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}).to_string())
+    Bytes::from(
+        json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+    )
 }
 
 #[tokio::test]
@@ -19,7 +21,13 @@ async fn missing_and_unknown_tokens_get_401_in_openai_shape() {
     let e = none.json()["error"].clone();
     assert_eq!(e["code"], "missing_api_key");
     assert!(e.get("param").is_some() && e.get("type").is_some());
-    let bad = send("POST", &url, &[("authorization", "Bearer nope")], chat_body("fast")).await;
+    let bad = send(
+        "POST",
+        &url,
+        &[("authorization", "Bearer nope")],
+        chat_body("fast"),
+    )
+    .await;
     assert_eq!(bad.status, 401);
     assert_eq!(bad.json()["error"]["code"], "invalid_api_key");
     assert!(!bad.text().contains("nope"));
@@ -32,7 +40,13 @@ async fn x_api_key_works_and_a_token_without_caller_role_gets_403() {
     let url = h.url("/v1/chat/completions");
     let ok = send("POST", &url, &[("x-api-key", TOKEN)], chat_body("fast")).await;
     assert_eq!(ok.status, 200, "{}", ok.text());
-    let metrics = send("POST", &url, &[("authorization", "Bearer metrics-token")], chat_body("fast")).await;
+    let metrics = send(
+        "POST",
+        &url,
+        &[("authorization", "Bearer metrics-token")],
+        chat_body("fast"),
+    )
+    .await;
     assert_eq!(metrics.status, 403);
     assert_eq!(metrics.json()["error"]["type"], "permission_error");
 }
@@ -60,7 +74,12 @@ async fn models_lists_exactly_the_callers_groups() {
     assert_eq!(list.status, 200);
     let v = list.json();
     assert_eq!(v["object"], "list");
-    let ids: Vec<&str> = v["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["coder", "fast"]);
     assert_eq!(v["data"][0]["object"], "model");
     let one = send("GET", &h.url("/v1/models/coder"), &auth, Bytes::new()).await;

@@ -32,21 +32,40 @@ async fn invalid_json_names_line_and_column() {
 async fn missing_fields_are_named() {
     let h = Harness::start().await;
     let r = post(&h, r#"{"messages":[{"role":"user","content":"x"}]}"#).await;
-    assert_eq!((r.status.as_u16(), r.json()["error"]["param"].clone()), (400, json!("model")));
+    assert_eq!(
+        (r.status.as_u16(), r.json()["error"]["param"].clone()),
+        (400, json!("model"))
+    );
     let r = post(&h, r#"{"model":"fast"}"#).await;
-    assert_eq!((r.status.as_u16(), r.json()["error"]["param"].clone()), (400, json!("messages")));
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("'messages'"));
+    assert_eq!(
+        (r.status.as_u16(), r.json()["error"]["param"].clone()),
+        (400, json!("messages"))
+    );
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("'messages'")
+    );
 }
 
 #[tokio::test]
 async fn oversize_body_is_413() {
     let h = Harness::start().await;
     let big = "x".repeat(70_000);
-    let r = post(&h, &json!({"model":"fast","messages":[{"role":"user","content": big}]}).to_string()).await;
+    let r = post(
+        &h,
+        &json!({"model":"fast","messages":[{"role":"user","content": big}]}).to_string(),
+    )
+    .await;
     assert_eq!(r.status, 413);
     assert_eq!(r.json()["error"]["code"], "request_too_large");
     // Still serving.
-    let ok = post(&h, r#"{"model":"fast","messages":[{"role":"user","content":"x"}]}"#).await;
+    let ok = post(
+        &h,
+        r#"{"model":"fast","messages":[{"role":"user","content":"x"}]}"#,
+    )
+    .await;
     assert_eq!(ok.status, 200);
 }
 
@@ -66,8 +85,18 @@ async fn unknown_routes_and_methods_answer_in_openai_shape_with_a_request_id() {
 async fn request_ids_are_validated_or_generated() {
     let h = Harness::start().await;
     let long = "a".repeat(129);
-    for (given, kept) in [("good-id_1.2", true), (long.as_str(), false), ("has space", false)] {
-        let r = send("GET", &h.url("/livez"), &[("x-request-id", given)], Bytes::new()).await;
+    for (given, kept) in [
+        ("good-id_1.2", true),
+        (long.as_str(), false),
+        ("has space", false),
+    ] {
+        let r = send(
+            "GET",
+            &h.url("/livez"),
+            &[("x-request-id", given)],
+            Bytes::new(),
+        )
+        .await;
         let id = r.header("x-request-id").unwrap().to_string();
         assert_eq!(id == given, kept, "{given:?} -> {id:?}");
         if !kept {

@@ -29,14 +29,19 @@ async fn health_endpoints_need_no_token_and_reveal_nothing() {
 #[tokio::test]
 async fn shutdown_drains_in_flight_requests_and_reports_not_ready() {
     let mut h = Harness::start().await;
-    h.fake.enqueue(Script { delay_ms: 600, ..Script::default() });
+    h.fake.enqueue(Script {
+        delay_ms: 600,
+        ..Script::default()
+    });
     let url = h.url("/v1/chat/completions");
     let in_flight = tokio::spawn(async move {
         send(
             "POST",
             &url,
             &[("authorization", &format!("Bearer {TOKEN}"))],
-            Bytes::from(json!({"model":"fast","messages":[{"role":"user","content":"x"}]}).to_string()),
+            Bytes::from(
+                json!({"model":"fast","messages":[{"role":"user","content":"x"}]}).to_string(),
+            ),
         )
         .await
     });
@@ -45,7 +50,12 @@ async fn shutdown_drains_in_flight_requests_and_reports_not_ready() {
     let state = h.state.clone();
     assert!(common::eventually(|| state.draining()).await);
     let resp = in_flight.await.unwrap();
-    assert_eq!(resp.status, 200, "the in-flight request finished: {}", resp.text());
+    assert_eq!(
+        resp.status,
+        200,
+        "the in-flight request finished: {}",
+        resp.text()
+    );
     let drained = h.server.take().unwrap().await.unwrap().unwrap();
     assert!(drained, "drain completed within the drain timeout");
     assert_eq!(h.outcome().await.http_status, 200);

@@ -69,9 +69,15 @@ pub async fn run(listen: &str) -> Result<()> {
     let config = router::config::parse(&text).map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
-        .with_context(|| format!("binding {listen} (pass --listen 127.0.0.1:PORT to use another port)"))?;
+        .with_context(|| {
+            format!("binding {listen} (pass --listen 127.0.0.1:PORT to use another port)")
+        })?;
     let addr = listener.local_addr()?;
-    let state = Arc::new(Runtime::new(config, Recorder::log_only(), super::build_info()));
+    let state = Arc::new(Runtime::new(
+        config,
+        Recorder::log_only(),
+        super::build_info(),
+    ));
     let base = format!("http://{addr}");
     println!("smart-router demo listening on {base}");
     println!("  OpenAI base URL: {base}/v1");

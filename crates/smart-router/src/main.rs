@@ -91,7 +91,9 @@ fn main() -> Result<()> {
         Command::CheckConfig { file } => check_config(&file),
         Command::HashToken => {
             let mut token = String::new();
-            std::io::stdin().read_to_string(&mut token).context("reading the token from stdin")?;
+            std::io::stdin()
+                .read_to_string(&mut token)
+                .context("reading the token from stdin")?;
             let token = token.trim_end_matches(['\r', '\n']);
             anyhow::ensure!(!token.is_empty(), "no token on standard input");
             println!("{}", router::auth::hash_token_hex(token));

@@ -3,8 +3,8 @@
 
 use crate::DecodeError;
 use crate::canonical::{Needs, RequestSummary, Usage};
-use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::ops::Range;
@@ -115,13 +115,14 @@ fn span_of(body: &[u8], raw: &RawValue) -> Range<usize> {
 /// Inspects a Chat request in one borrowed parse: summary, `model` span, `stream_options`.
 pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
     let view: RequestView<'_> = serde_json::from_slice(body)?;
-    let model_raw = view.model.ok_or(DecodeError::MissingField { field: "model" })?;
-    let group: String = serde_json::from_str(model_raw.get()).map_err(|_| {
-        DecodeError::InvalidField {
+    let model_raw = view
+        .model
+        .ok_or(DecodeError::MissingField { field: "model" })?;
+    let group: String =
+        serde_json::from_str(model_raw.get()).map_err(|_| DecodeError::InvalidField {
             field: "model",
             reason: "must be a string",
-        }
-    })?;
+        })?;
     if group.is_empty() {
         return Err(DecodeError::InvalidField {
             field: "model",
@@ -149,7 +150,9 @@ pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
     let (text_bytes, images) = messages
         .iter()
         .filter_map(|m| m.content.as_ref())
-        .fold((0usize, 0usize), |(t, i), c| (t + c.text_bytes, i + c.images));
+        .fold((0usize, 0usize), |(t, i), c| {
+            (t + c.text_bytes, i + c.images)
+        });
     let tool_call_msgs = messages.iter().filter(|m| m.tool_calls.is_some()).count();
     let include_usage = match view.stream_options {
         Some(raw) => serde_json::from_str::<serde_json::Value>(raw.get())
@@ -227,7 +230,8 @@ mod tests {
 
     #[test]
     fn null_stream_options_keeps_its_span() {
-        let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream_options":null}"#;
+        let body =
+            br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream_options":null}"#;
         let i = inspect_request(body).unwrap();
         let (span, text) = i.stream_options.unwrap();
         assert_eq!(&body[span], b"null");
@@ -256,7 +260,12 @@ mod tests {
             "prompt_tokens_details":{"cached_tokens":4},"completion_tokens_details":{"reasoning_tokens":2}}}"#;
         let u = response_usage(body).unwrap().unwrap();
         assert_eq!(
-            (u.input_tokens, u.cached_input_tokens, u.output_tokens, u.reasoning_tokens),
+            (
+                u.input_tokens,
+                u.cached_input_tokens,
+                u.output_tokens,
+                u.reasoning_tokens
+            ),
             (10, 4, 5, 2)
         );
     }

@@ -7,7 +7,8 @@ use serde_json::{Map, Value};
 /// Rewrites `body` (the bytes `inspected` came from) for an upstream model.
 pub fn rewrite_request(body: &[u8], inspected: &Inspected, upstream_model: &str) -> Vec<u8> {
     let model = serde_json::to_string(upstream_model).expect("a string serialises");
-    let mut edits: Vec<(std::ops::Range<usize>, String)> = vec![(inspected.model_span.clone(), model)];
+    let mut edits: Vec<(std::ops::Range<usize>, String)> =
+        vec![(inspected.model_span.clone(), model)];
     if inspected.summary.stream && !inspected.include_usage {
         match &inspected.stream_options {
             Some((span, text)) => {
@@ -58,13 +59,19 @@ mod tests {
 
     #[test]
     fn forces_include_usage_on_streams() {
-        let v = rewrite(r#"{"model":"c","messages":[{"role":"user","content":"hi"}],"stream":true}"#, "m");
+        let v = rewrite(
+            r#"{"model":"c","messages":[{"role":"user","content":"hi"}],"stream":true}"#,
+            "m",
+        );
         assert_eq!(v["stream_options"]["include_usage"], true);
         let v = rewrite(
             r#"{"stream":true,"stream_options":{"x":1},"model":"c","messages":[{"role":"user","content":"hi"}]}"#,
             "m",
         );
-        assert_eq!(v["stream_options"], serde_json::json!({"include_usage": true, "x": 1}));
+        assert_eq!(
+            v["stream_options"],
+            serde_json::json!({"include_usage": true, "x": 1})
+        );
         assert_eq!(v["model"], "m");
         let v = rewrite(
             r#"{"stream":true,"stream_options":null,"model":"c","messages":[{"role":"user","content":"hi"}]}"#,
@@ -75,7 +82,10 @@ mod tests {
 
     #[test]
     fn leaves_non_streams_alone() {
-        let v = rewrite(r#"{"model":"c","messages":[{"role":"user","content":"hi"}]}"#, "m");
+        let v = rewrite(
+            r#"{"model":"c","messages":[{"role":"user","content":"hi"}]}"#,
+            "m",
+        );
         assert!(v.get("stream_options").is_none());
     }
 }

@@ -39,7 +39,12 @@ pub fn error_type(status: u16) -> &'static str {
 }
 
 /// Encodes an error body for `status`.
-pub fn encode_error(status: u16, message: &str, param: Option<&str>, code: Option<&str>) -> Vec<u8> {
+pub fn encode_error(
+    status: u16,
+    message: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+) -> Vec<u8> {
     let body = ErrorBody {
         error: ErrorObject {
             message: message.to_string(),
@@ -80,14 +85,22 @@ mod tests {
 
     #[test]
     fn shape_and_types() {
-        let b = encode_error(404, "The model `x` does not exist", Some("model"), Some("model_not_found"));
+        let b = encode_error(
+            404,
+            "The model `x` does not exist",
+            Some("model"),
+            Some("model_not_found"),
+        );
         let v: Value = serde_json::from_slice(&b).unwrap();
         assert_eq!(v["error"]["type"], "invalid_request_error");
         assert_eq!(v["error"]["param"], "model");
         assert_eq!(v["error"]["code"], "model_not_found");
         assert!(is_error_body(&b));
         assert_eq!(error_type(502), "server_error");
-        assert_eq!(error_message(br#"{"detail":"bad"}"#).as_deref(), Some("bad"));
+        assert_eq!(
+            error_message(br#"{"detail":"bad"}"#).as_deref(),
+            Some("bad")
+        );
         assert!(!is_error_body(br#"{"detail":"bad"}"#));
         let ev = encode_stream_error(502, "cut", Some("upstream_stream_broken"));
         assert!(ev.starts_with(b"data: {\"error\":"));

@@ -64,7 +64,9 @@ mod tests {
         assert_eq!(tap_chunk(b"[DONE]"), ChunkKind::Done);
         assert_eq!(tap_chunk(br#"{"error":{"message":"x"}}"#), ChunkKind::Error);
         assert_eq!(
-            tap_chunk(br#"{"id":"a","choices":[{"index":0,"delta":{"content":"hi"}}],"usage":null}"#),
+            tap_chunk(
+                br#"{"id":"a","choices":[{"index":0,"delta":{"content":"hi"}}],"usage":null}"#
+            ),
             ChunkKind::Other
         );
         let k = tap_chunk(

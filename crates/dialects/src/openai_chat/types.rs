@@ -303,7 +303,9 @@ impl From<Usage> for crate::canonical::Usage {
             cached_input_tokens: u.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
             cache_write_tokens: 0,
             output_tokens: u.completion_tokens,
-            reasoning_tokens: u.completion_tokens_details.map_or(0, |d| d.reasoning_tokens),
+            reasoning_tokens: u
+                .completion_tokens_details
+                .map_or(0, |d| d.reasoning_tokens),
         }
     }
 }

@@ -143,7 +143,10 @@ mod tests {
 
     #[test]
     fn suggests_close_names_only() {
-        assert_eq!(suggest("opnai", ["openai", "claude"]).as_deref(), Some("openai"));
+        assert_eq!(
+            suggest("opnai", ["openai", "claude"]).as_deref(),
+            Some("openai")
+        );
         assert_eq!(suggest("zzz", ["openai", "claude"]), None);
     }
 }

@@ -9,8 +9,8 @@ mod validate;
 
 pub use error::{ConfigError, ConfigErrors, suggest};
 pub use secret::{Secret, SecretError, SecretSource, resolve_secret};
-pub use validate::{parse, validate};
 pub(crate) use validate::hex;
+pub use validate::{parse, validate};
 
 use std::net::SocketAddr;
 use std::time::Duration;

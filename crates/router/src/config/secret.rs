@@ -79,7 +79,10 @@ pub fn resolve_secret(reference: &str) -> Result<(Secret, SecretSource), SecretE
             path: path.to_string(),
             reason: e.kind().to_string(),
         })?;
-        (v.trim_end_matches(['\r', '\n']).to_string(), SecretSource::File)
+        (
+            v.trim_end_matches(['\r', '\n']).to_string(),
+            SecretSource::File,
+        )
     } else {
         (reference.to_string(), SecretSource::Inline)
     };

@@ -204,7 +204,12 @@ fn validate_group(
     errors: &mut Vec<ConfigError>,
 ) -> Option<GroupConfig> {
     let path = format!("groups.{name}");
-    let strategy = choice(errors, format!("{path}.strategy"), &g.strategy, Strategy::ALL);
+    let strategy = choice(
+        errors,
+        format!("{path}.strategy"),
+        &g.strategy,
+        Strategy::ALL,
+    );
     if g.targets.is_empty() {
         errors.push(ConfigError::InvalidValue {
             path: format!("{path}.targets"),
@@ -274,7 +279,12 @@ fn validate_target(
             reason: "must not be empty".into(),
         });
     }
-    const CAPS: &[(&str, u8)] = &[("tools", 0), ("images", 1), ("json_schema", 2), ("reasoning", 3)];
+    const CAPS: &[(&str, u8)] = &[
+        ("tools", 0),
+        ("images", 1),
+        ("json_schema", 2),
+        ("reasoning", 3),
+    ];
     let mut capabilities = Capabilities::default();
     for (i, c) in t.capabilities.iter().enumerate() {
         match choice(errors, format!("{path}.capabilities[{i}]"), c, CAPS) {
@@ -323,7 +333,12 @@ fn validate_callers(
     errors: &mut Vec<ConfigError>,
     warnings: &mut Vec<String>,
 ) -> Vec<CallerConfig> {
-    const ROLES: &[(&str, u8)] = &[("caller", 0), ("metrics-admin", 1), ("report-admin", 2), ("admin", 3)];
+    const ROLES: &[(&str, u8)] = &[
+        ("caller", 0),
+        ("metrics-admin", 1),
+        ("report-admin", 2),
+        ("admin", 3),
+    ];
     let mut out = Vec::new();
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut hashes: HashMap<[u8; 32], usize> = HashMap::new();
@@ -532,8 +547,13 @@ mod tests {
             + &hex(&crate::auth::hash_token("tok"))
             + "\"\n";
         let errs = parse(&dup).unwrap_err().to_string();
-        assert!(errs.contains("callers[1]: same token as callers[0]"), "{errs}");
-        let errs = parse("[server]\nmax_body_bytes = \"big\"\n").unwrap_err().to_string();
+        assert!(
+            errs.contains("callers[1]: same token as callers[0]"),
+            "{errs}"
+        );
+        let errs = parse("[server]\nmax_body_bytes = \"big\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(errs.starts_with("server.max_body_bytes: "), "{errs}");
         let errs = parse("[server\n").unwrap_err().to_string();
         assert!(errs.starts_with("(file): "), "{errs}");

@@ -139,7 +139,10 @@ where
     B: FnMut(&TargetConfig) -> Bytes,
     W: Fn(&[u8]) -> Result<Option<Usage>, &'static str>,
 {
-    let wait = ex.deadline.saturating_duration_since(now).min(provider.read_timeout);
+    let wait = ex
+        .deadline
+        .saturating_duration_since(now)
+        .min(provider.read_timeout);
     let timeout = || UpstreamError::Timeout {
         provider: provider.name.clone(),
         waited_ms: wait.as_millis() as u64,
@@ -188,7 +191,13 @@ where
             Some(Ok(f)) => {
                 if let Ok(data) = f.into_data() {
                     if !data.is_empty() {
-                        return Ok((head, Reply::Stream { first: data, rest: incoming }));
+                        return Ok((
+                            head,
+                            Reply::Stream {
+                                first: data,
+                                rest: incoming,
+                            },
+                        ));
                     }
                 }
             }

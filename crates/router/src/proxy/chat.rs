@@ -7,13 +7,13 @@ use crate::error::Error;
 use crate::routing::plan_attempts;
 use crate::server::{AppState, RequestContext};
 use crate::usage::Outcome;
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
-use axum::Extension;
 use bytes::Bytes;
-use dialects::openai_chat::{decode, encode};
 use dialects::Dialect;
+use dialects::openai_chat::{decode, encode};
 use http::{HeaderMap, HeaderValue};
 
 const SURFACE: Dialect = Dialect::OpenAiChat;
@@ -84,11 +84,16 @@ async fn handle(
         .ok_or_else(|| Error::ModelNotFound {
             group: summary.group.clone(),
         })?;
-    let plan = plan_attempts(&state.config, &group.name, summary, &mut fastrand::Rng::new())
-        .map_err(|e| Error::NoEligibleTarget {
-            group: group.name.clone(),
-            reasons: e.reasons.join("; "),
-        })?;
+    let plan = plan_attempts(
+        &state.config,
+        &group.name,
+        summary,
+        &mut fastrand::Rng::new(),
+    )
+    .map_err(|e| Error::NoEligibleTarget {
+        group: group.name.clone(),
+        reasons: e.reasons.join("; "),
+    })?;
     let (deadline, budget) = super::deadline(state, group.timeout, ctx, headers);
     let exchange = Exchange {
         request_id: &ctx.request_id,
@@ -100,7 +105,11 @@ async fn handle(
         },
         inspect_whole: |b: &[u8]| decode::response_usage(b).map_err(|_| "the body is not JSON"),
     };
-    let Committed { provider, head, reply } = attempt::run(state, &plan, exchange, outcome).await?;
+    let Committed {
+        provider,
+        head,
+        reply,
+    } = attempt::run(state, &plan, exchange, outcome).await?;
     let content_type = head
         .headers
         .get(http::header::CONTENT_TYPE)
@@ -110,7 +119,8 @@ async fn handle(
         Reply::Whole(body) => {
             outcome.get_mut().usage = decode::response_usage(&body).ok().flatten();
             let mut resp = Response::new(Body::from(body));
-            resp.headers_mut().insert(http::header::CONTENT_TYPE, content_type);
+            resp.headers_mut()
+                .insert(http::header::CONTENT_TYPE, content_type);
             Ok(Answer::Whole(resp))
         }
         Reply::Stream { first, rest } => {
@@ -122,11 +132,21 @@ async fn handle(
                 budget,
             };
             Ok(Answer::Stream(Box::new(move |outcome| {
-                let tap = ChatSseTap::new(first, rest, caller_wants_usage, outcome, provider_name, limits);
+                let tap = ChatSseTap::new(
+                    first,
+                    rest,
+                    caller_wants_usage,
+                    outcome,
+                    provider_name,
+                    limits,
+                );
                 let mut resp = Response::new(Body::new(tap));
                 let h = resp.headers_mut();
                 h.insert(http::header::CONTENT_TYPE, content_type);
-                h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+                h.insert(
+                    http::header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-cache"),
+                );
                 resp
             })))
         }

@@ -14,7 +14,12 @@ use std::time::{Duration, Instant};
 
 /// The request's budget: the group's (or the server's) timeout, lowered by the caller's
 /// `x-router-timeout-ms`, never raised.
-fn deadline(state: &AppState, group_timeout: Option<Duration>, ctx: &RequestContext, headers: &HeaderMap) -> (Instant, Duration) {
+fn deadline(
+    state: &AppState,
+    group_timeout: Option<Duration>,
+    ctx: &RequestContext,
+    headers: &HeaderMap,
+) -> (Instant, Duration) {
     let mut budget = group_timeout.unwrap_or(state.config.server.request_timeout);
     if let Some(ms) = headers
         .get("x-router-timeout-ms")

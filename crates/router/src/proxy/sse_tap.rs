@@ -174,7 +174,9 @@ impl Body for ChatSseTap {
             }
             match Pin::new(&mut this.upstream).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
-                    let Ok(data) = frame.into_data() else { continue };
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
                     let wake = next_wake(this.idle, this.deadline);
                     this.timer.as_mut().reset(wake);
                     let out = this.process(data);

@@ -46,7 +46,10 @@ fn exclusion(config: &Config, t: &TargetConfig, req: &RequestSummary) -> Option<
             _ => return None,
         }
     };
-    Some(format!("{}/{}: {why}", config.providers[t.provider].name, t.model))
+    Some(format!(
+        "{}/{}: {why}",
+        config.providers[t.provider].name, t.model
+    ))
 }
 
 /// Orders one group's eligible targets by its strategy.
@@ -105,7 +108,8 @@ pub fn plan_attempts(
     let Some(gi) = config.groups.iter().position(|g| g.name == group) else {
         return Err(NoEligibleTarget { reasons });
     };
-    let names = std::iter::once(group).chain(config.groups[gi].fallback_groups.iter().map(String::as_str));
+    let names =
+        std::iter::once(group).chain(config.groups[gi].fallback_groups.iter().map(String::as_str));
     for name in names {
         let Some(gi) = config.groups.iter().position(|g| g.name == name) else {
             continue;
@@ -167,13 +171,19 @@ mod tests {
         RequestSummary {
             group: "g".into(),
             stream: false,
-            needs: Needs { tools, ..Needs::default() },
+            needs: Needs {
+                tools,
+                ..Needs::default()
+            },
             estimated_prompt_tokens: tokens,
         }
     }
 
     fn models(c: &Config, p: &AttemptPlan) -> Vec<String> {
-        p.targets.iter().map(|t| c.groups[t.group].targets[t.target].model.clone()).collect()
+        p.targets
+            .iter()
+            .map(|t| c.groups[t.group].targets[t.target].model.clone())
+            .collect()
     }
 
     #[test]
@@ -184,7 +194,11 @@ mod tests {
         for _ in 0..4000 {
             let p = plan_attempts(&c, "g", &req(false, 10), &mut rng).unwrap();
             let m = models(&c, &p);
-            assert_eq!(&m[2..], ["backup"], "fallback after own targets, no duplicates");
+            assert_eq!(
+                &m[2..],
+                ["backup"],
+                "fallback after own targets, no duplicates"
+            );
             heavy_first += usize::from(m[0] == "heavy");
         }
         let share = heavy_first as f64 / 4000.0;

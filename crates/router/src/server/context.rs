@@ -34,7 +34,11 @@ fn accepted_request_id(v: &HeaderValue) -> Option<&str> {
 /// Middleware: sets up the [`RequestContext`], runs the handler inside a span with the request
 /// id, turns a panic into a 500, and puts `x-request-id` on the response.
 pub async fn request_context(mut req: Request, next: Next) -> Response {
-    let request_id: Arc<str> = match req.headers().get("x-request-id").and_then(accepted_request_id) {
+    let request_id: Arc<str> = match req
+        .headers()
+        .get("x-request-id")
+        .and_then(accepted_request_id)
+    {
         Some(id) => id.into(),
         None => uuid::Uuid::now_v7().to_string().into(),
     };
@@ -45,7 +49,10 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     };
     req.extensions_mut().insert(ctx);
     let span = tracing::info_span!("request", request_id = %request_id, method = %req.method(), path = %req.uri().path());
-    let result = AssertUnwindSafe(next.run(req)).catch_unwind().instrument(span).await;
+    let result = AssertUnwindSafe(next.run(req))
+        .catch_unwind()
+        .instrument(span)
+        .await;
     let mut resp = result.unwrap_or_else(|_| {
         tracing::error!(request_id = %request_id, "handler panicked");
         Error::Internal.into_response(Dialect::OpenAiChat)

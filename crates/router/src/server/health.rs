@@ -17,7 +17,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     if state.draining() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "checks": {"config": "ok", "draining": "failing"}})),
+            Json(
+                json!({"status": "unavailable", "checks": {"config": "ok", "draining": "failing"}}),
+            ),
         )
             .into_response();
     }

@@ -124,10 +124,14 @@ pub async fn serve(
     let signal = async move {
         shutdown.await;
         draining_state.draining.store(true, Ordering::Relaxed);
-        tracing::info!(drain_ms = drain.as_millis() as u64, "shutting down, draining in-flight requests");
+        tracing::info!(
+            drain_ms = drain.as_millis() as u64,
+            "shutting down, draining in-flight requests"
+        );
         let _ = started_tx.send(());
     };
-    let server = axum::serve(listener, app(state).into_make_service()).with_graceful_shutdown(signal);
+    let server =
+        axum::serve(listener, app(state).into_make_service()).with_graceful_shutdown(signal);
     let server = async move { server.await };
     tokio::pin!(server);
     tokio::select! {

@@ -93,7 +93,10 @@ impl UpstreamError {
     pub fn retryable(&self) -> bool {
         match self {
             UpstreamError::Status { status, .. } => {
-                matches!(status.as_u16(), 408 | 409 | 429 | 500 | 502 | 503 | 504 | 529)
+                matches!(
+                    status.as_u16(),
+                    408 | 409 | 429 | 500 | 502 | 503 | 504 | 529
+                )
             }
             UpstreamError::Connect { .. }
             | UpstreamError::Timeout { .. }
@@ -199,8 +202,15 @@ impl Provider {
             .body(Full::new(body))
             .expect("a POST to a valid URI builds");
         let h = req.headers_mut();
-        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let accept = if meta.stream { "text/event-stream" } else { "application/json" };
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let accept = if meta.stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        };
         h.insert(http::header::ACCEPT, HeaderValue::from_static(accept));
         h.insert(
             http::header::USER_AGENT,
@@ -213,10 +223,14 @@ impl Provider {
             h.insert(k.clone(), v.clone());
         }
         self.upstream.authorize(self.key.as_ref(), h);
-        let resp = self.client.request(req).await.map_err(|e| UpstreamError::Connect {
-            provider: self.name.clone(),
-            reason: error_chain(&e),
-        })?;
+        let resp = self
+            .client
+            .request(req)
+            .await
+            .map_err(|e| UpstreamError::Connect {
+                provider: self.name.clone(),
+                reason: error_chain(&e),
+            })?;
         let status = resp.status();
         if status.is_success() {
             return Ok(resp);
@@ -241,7 +255,10 @@ impl Provider {
 /// Reads at most 64 KiB of an error body (what is past that is not worth relaying).
 async fn read_error_body(body: Incoming) -> Bytes {
     use http_body_util::BodyExt;
-    match http_body_util::Limited::new(body, 64 * 1024).collect().await {
+    match http_body_util::Limited::new(body, 64 * 1024)
+        .collect()
+        .await
+    {
         Ok(c) => c.to_bytes(),
         Err(_) => Bytes::new(),
     }
@@ -250,7 +267,11 @@ async fn read_error_body(body: Incoming) -> Bytes {
 /// `Retry-After` in seconds or as an HTTP date (dates are not parsed yet: treated as absent).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
-    v.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+    v.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
 }
 
 /// A transport error and its causes, joined (no URL or credential is in them).

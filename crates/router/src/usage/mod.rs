@@ -169,7 +169,9 @@ impl Outcome {
 
     /// The record being filled in.
     pub fn get_mut(&mut self) -> &mut RequestOutcome {
-        self.record.as_mut().expect("an outcome is only taken when finished")
+        self.record
+            .as_mut()
+            .expect("an outcome is only taken when finished")
     }
 
     /// Notes the first byte sent to the client.

@@ -186,10 +186,16 @@ pub async fn start(
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+    {
         req = req.header("content-type", "application/json");
     }
-    client().request(req.body(Full::new(body)).unwrap()).await.expect("request sent")
+    client()
+        .request(req.body(Full::new(body)).unwrap())
+        .await
+        .expect("request sent")
 }
 
 /// Sends a request and reads the whole response.

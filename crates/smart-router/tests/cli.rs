@@ -1,0 +1,155 @@
+//! The binary's commands, run as a user runs them.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_smart-router"))
+}
+
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sr-cli-{}-{name}", std::process::id()));
+    std::fs::write(&dir, text).unwrap();
+    dir
+}
+
+#[test]
+fn check_config_lists_every_problem_with_its_path() {
+    let path = temp_file(
+        "broken.toml",
+        r#"
+[providers.openai]
+kind = "openai"
+base_url = "https://api.openai.com/v1"
+api_key = "env:SR_CLI_TEST_SURELY_UNSET"
+[groups.coder]
+[[groups.coder.targets]]
+provider = "opnai"
+model = "gpt"
+[groups.empty]
+[[callers]]
+name = "a"
+token_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+groups = ["codr"]
+[[callers]]
+name = "b"
+token_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+"#,
+    );
+    let out = bin().arg("check-config").arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "providers.openai.api_key: environment variable SR_CLI_TEST_SURELY_UNSET is not set",
+        "groups.coder.targets[0].provider: no provider named \"opnai\" (did you mean \"openai\"?)",
+        "groups.empty.targets: a group needs at least one target",
+        "callers[0].groups[0]: no group named \"codr\" (did you mean \"coder\"?)",
+        "callers[1]: same token as callers[0]",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    assert_eq!(err.lines().count(), 5, "{err}");
+}
+
+#[test]
+fn check_config_accepts_a_good_file() {
+    let path = temp_file(
+        "good.toml",
+        r#"
+[providers.local]
+kind = "openai"
+base_url = "http://127.0.0.1:11434/v1"
+[groups.fast]
+[[groups.fast.targets]]
+provider = "local"
+model = "llama"
+"#,
+    );
+    let out = bin().arg("check-config").arg(&path).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 providers, 1 groups, 0 callers)"));
+}
+
+#[test]
+fn hash_token_prints_the_sha256() {
+    let mut child = bin()
+        .arg("hash-token")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"demo\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "2a97516c354b68848cdbd8f54a226a0a55b21ed138e207ad6c5cbb9c00aa5aea"
+    );
+}
+
+/// `serve` prints its address, answers, and exits 0 on SIGTERM.
+#[test]
+fn serve_runs_and_stops_on_sigterm() {
+    let path = temp_file(
+        "serve.toml",
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[providers.local]
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+[groups.fast]
+[[groups.fast.targets]]
+provider = "local"
+model = "m"
+"#,
+    );
+    let mut child = bin()
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("smart-router listening on http://")
+        .expect(&line)
+        .to_string();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.write_all(b"GET /livez HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(resp.to_ascii_lowercase().contains("x-request-id:"));
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(
+        logs.lines()
+            .any(|l| l.starts_with('{') && l.contains("\"message\":\"stopped\"")),
+        "{logs}"
+    );
+}

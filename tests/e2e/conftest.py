@@ -1,0 +1,117 @@
+"""End-to-end fixtures: the fake upstream and a router, as real processes on loopback ports.
+
+Binaries come from SMART_ROUTER_BIN / FAKE_UPSTREAM_BIN, else target/debug. The fake's control
+API (/_fake/scripts, /_fake/requests) scripts answers and shows what the router sent upstream.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import tempfile
+
+import urllib.request
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug"
+ROUTER_BIN = os.environ.get("SMART_ROUTER_BIN", str(TARGET / "smart-router"))
+FAKE_BIN = os.environ.get("FAKE_UPSTREAM_BIN", str(TARGET / "fake-upstream"))
+TOKEN = "e2e-token"
+
+CONFIG = """
+[server]
+listen = "127.0.0.1:0"
+
+[providers.fake]
+kind = "openai"
+base_url = "{fake}/v1"
+api_key = "sk-e2e-upstream"
+
+[groups.fast]
+[[groups.fast.targets]]
+provider = "fake"
+model = "fake-fast"
+capabilities = ["tools", "images", "json_schema"]
+
+[groups.textonly]
+[[groups.textonly.targets]]
+provider = "fake"
+model = "fake-text"
+
+[[callers]]
+name = "e2e"
+groups = ["fast", "textonly"]
+token = "{token}"
+"""
+
+
+def _spawn(args, prefix):
+    """Starts a process that prints '<prefix>http://ADDR' first; returns (process, url)."""
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline()
+    if not line.startswith(prefix):
+        proc.kill()
+        raise RuntimeError(f"{args[0]} did not start: {line!r}")
+    return proc, line.strip()[len(prefix):]
+
+
+def _call(method, url, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        raw = resp.read()
+    return json.loads(raw) if raw else None
+
+
+class Fake:
+    """The fake upstream's control API."""
+
+    def __init__(self, url):
+        self.url = url
+
+    def script(self, **script):
+        _call("POST", f"{self.url}/_fake/scripts", script)
+
+    def requests(self):
+        return _call("GET", f"{self.url}/_fake/requests")
+
+    def clear(self):
+        _call("DELETE", f"{self.url}/_fake/requests")
+
+
+@pytest.fixture(scope="session")
+def stack():
+    fake_proc, fake_url = _spawn([FAKE_BIN], "fake-upstream listening on ")
+    cfg = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
+    cfg.write(CONFIG.format(fake=fake_url, token=TOKEN))
+    cfg.close()
+    router_proc, router_url = _spawn(
+        [ROUTER_BIN, "serve", "--config", cfg.name], "smart-router listening on "
+    )
+    yield {"router": router_url, "fake": Fake(fake_url)}
+    for p in (router_proc, fake_proc):
+        p.terminate()
+        p.wait(timeout=10)
+    os.unlink(cfg.name)
+
+
+@pytest.fixture
+def fake(stack):
+    stack["fake"].clear()
+    return stack["fake"]
+
+
+@pytest.fixture
+def client(stack):
+    from openai import OpenAI
+
+    return OpenAI(base_url=stack["router"] + "/v1", api_key=TOKEN, max_retries=0)
+
+
+def last_upstream_body(fake):
+    reqs = [r for r in fake.requests() if r["path"].endswith("/chat/completions")]
+    assert reqs, "the router sent nothing upstream"
+    body = reqs[-1]["body"]
+    return body if isinstance(body, dict) else json.loads(body)
