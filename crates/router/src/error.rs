@@ -53,6 +53,8 @@ pub enum Error {
         group: String,
         /// Why each target was excluded.
         reasons: String,
+        /// Set when capable targets exist but all cool down: how long until one is back.
+        retry_after: Option<Duration>,
     },
     /// The last attempt's failure, after every allowed attempt.
     #[error("{0}")]
@@ -91,6 +93,10 @@ impl Error {
             Error::MissingToken | Error::InvalidToken => StatusCode::UNAUTHORIZED,
             Error::Forbidden { .. } => StatusCode::FORBIDDEN,
             Error::ModelNotFound { .. } | Error::UnknownRoute { .. } => StatusCode::NOT_FOUND,
+            Error::NoEligibleTarget {
+                retry_after: Some(_),
+                ..
+            } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Decode(_) | Error::BodyRead { .. } | Error::NoEligibleTarget { .. } => {
                 StatusCode::BAD_REQUEST
             }
@@ -100,9 +106,12 @@ impl Error {
             Error::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Upstream(e) => match e {
                 UpstreamError::Status { status, .. } if !e.retryable() => *status,
-                UpstreamError::Status { status, .. } if status.as_u16() == 429 => {
-                    StatusCode::TOO_MANY_REQUESTS
-                }
+                UpstreamError::Status { status, .. } => match status.as_u16() {
+                    429 => StatusCode::TOO_MANY_REQUESTS,
+                    503 | 529 => StatusCode::SERVICE_UNAVAILABLE,
+                    504 => StatusCode::GATEWAY_TIMEOUT,
+                    _ => StatusCode::BAD_GATEWAY,
+                },
                 UpstreamError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
                 _ => StatusCode::BAD_GATEWAY,
             },
@@ -157,7 +166,8 @@ impl Error {
 
     fn retry_after(&self) -> Option<Duration> {
         match self {
-            Error::Upstream(UpstreamError::Status { retry_after, .. }) => *retry_after,
+            Error::Upstream(UpstreamError::Status { retry_after, .. })
+            | Error::NoEligibleTarget { retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -199,7 +209,8 @@ impl Error {
             HeaderValue::from_static("application/json"),
         );
         if let Some(ra) = self.retry_after() {
-            if let Ok(v) = HeaderValue::from_str(&ra.as_secs().max(1).to_string()) {
+            let secs = ra.as_secs() + u64::from(ra.subsec_nanos() > 0);
+            if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
                 h.insert(http::header::RETRY_AFTER, v);
             }
         }

@@ -22,4 +22,9 @@ pub struct RequestSummary {
     pub needs: Needs,
     /// A rough estimate of the prompt size in tokens (about four bytes of text per token).
     pub estimated_prompt_tokens: u32,
+    /// The caller's cap on generated tokens, when it set one.
+    pub max_output_tokens: Option<u32>,
+    /// A key identifying the caller's conversation (e.g. `prompt_cache_key`), for session
+    /// affinity.
+    pub session_key: Option<String>,
 }

@@ -44,6 +44,12 @@ struct RequestView<'a> {
     functions: Option<Vec<&'a RawValue>>,
     #[serde(borrow, default)]
     response_format: Option<FormatView<'a>>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    max_completion_tokens: Option<u64>,
+    #[serde(default)]
+    prompt_cache_key: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -180,6 +186,11 @@ pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
                     .is_some_and(|f| f.kind == "json_schema"),
             },
             estimated_prompt_tokens: u32::try_from(estimate).unwrap_or(u32::MAX),
+            max_output_tokens: view
+                .max_completion_tokens
+                .or(view.max_tokens)
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            session_key: view.prompt_cache_key.filter(|k| !k.is_empty()),
         },
         model_span: span_of(body, model_raw),
         stream_options: view
@@ -210,7 +221,8 @@ mod tests {
     fn summary_and_spans() {
         let body = br#" {"messages":[{"role":"user","content":[{"type":"text","text":"hello there"},{"type":"image_url","image_url":{"url":"data:x"}}]}],
             "model" : "coder", "tools":[{"type":"function","function":{"name":"f"}}],
-            "response_format":{"type":"json_schema","json_schema":{}},"stream":true,"x_unknown":1}"#;
+            "response_format":{"type":"json_schema","json_schema":{}},"stream":true,"x_unknown":1,
+            "max_tokens":50,"prompt_cache_key":"sess-1"}"#;
         let i = inspect_request(body).unwrap();
         assert_eq!(i.summary.group, "coder");
         assert!(i.summary.stream);
@@ -223,6 +235,8 @@ mod tests {
             }
         );
         assert!(i.summary.estimated_prompt_tokens >= 85);
+        assert_eq!(i.summary.max_output_tokens, Some(50));
+        assert_eq!(i.summary.session_key.as_deref(), Some("sess-1"));
         assert_eq!(&body[i.model_span.clone()], br#""coder""#);
         assert!(i.stream_options.is_none());
         assert_eq!(i.object_start, 1);

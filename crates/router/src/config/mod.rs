@@ -22,6 +22,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[store]`.
     pub store: StoreConfig,
+    /// `[routing]`.
+    pub routing: RoutingConfig,
     /// Providers, in name order.
     pub providers: Vec<ProviderConfig>,
     /// Model groups, in name order.
@@ -32,6 +34,8 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// SHA-256 (hex) of the file's bytes, shown by `/version`.
     pub hash: String,
+    /// Number of distinct (provider, model) targets.
+    pub target_count: usize,
 }
 
 impl Config {
@@ -55,6 +59,33 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// This router's name (`x-router-parent-id` upstream).
+    pub name: String,
+}
+
+/// `[routing]`, validated.
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    /// Most attempts per request.
+    pub max_attempts: u32,
+    /// Extra attempts at the same target.
+    pub retries_per_target: u32,
+    /// Backoff base between attempts at the same target.
+    pub retry_backoff: Duration,
+    /// Consecutive failures before cooldown.
+    pub cooldown_after_failures: u32,
+    /// Cooldown length.
+    pub cooldown: Duration,
+    /// Margin subtracted from the budget forwarded upstream.
+    pub hop_margin: Duration,
+    /// Exploration share of the latency strategy.
+    pub latency_exploration: f64,
+    /// Output tokens the cost strategy assumes.
+    pub cost_assumed_output_tokens: u32,
+    /// Session affinity TTL.
+    pub affinity_ttl: Duration,
+    /// Most sessions remembered.
+    pub affinity_max_sessions: usize,
 }
 
 /// `[store]`, validated (used by the usage store).
@@ -104,6 +135,10 @@ pub enum Strategy {
     Weighted,
     /// First eligible in file order.
     Priority,
+    /// Lowest recent time to first byte (EWMA), with a little exploration.
+    Latency,
+    /// Cheapest for the request's estimated tokens.
+    Cost,
 }
 
 impl Strategy {
@@ -111,6 +146,8 @@ impl Strategy {
     pub const ALL: &'static [(&'static str, Strategy)] = &[
         ("weighted", Strategy::Weighted),
         ("priority", Strategy::Priority),
+        ("latency", Strategy::Latency),
+        ("cost", Strategy::Cost),
     ];
 }
 
@@ -125,6 +162,10 @@ pub struct GroupConfig {
     pub fallback_groups: Vec<String>,
     /// Request budget for this group.
     pub timeout: Option<Duration>,
+    /// Most attempts for a request to this group.
+    pub max_attempts: u32,
+    /// Sessions stick to their last target.
+    pub session_affinity: bool,
     /// The targets, in file order.
     pub targets: Vec<TargetConfig>,
 }
@@ -156,6 +197,9 @@ pub struct Price {
 /// One target of a group, validated.
 #[derive(Debug, Clone)]
 pub struct TargetConfig {
+    /// Identity of the (provider, model) pair, shared by every group that lists it; indexes
+    /// per-target health.
+    pub id: usize,
     /// Index into [`Config::providers`].
     pub provider: usize,
     /// The upstream model.

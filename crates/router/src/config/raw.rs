@@ -13,6 +13,9 @@ pub struct RawConfig {
     /// `[store]`.
     #[serde(default)]
     pub store: RawStore,
+    /// `[routing]`.
+    #[serde(default)]
+    pub routing: RawRouting,
     /// `[providers.NAME]`.
     #[serde(default)]
     pub providers: BTreeMap<String, RawProvider>,
@@ -39,6 +42,9 @@ pub struct RawServer {
     /// How long shutdown waits for in-flight requests.
     #[serde(default = "default_drain_timeout")]
     pub drain_timeout_ms: u64,
+    /// This router's name, sent upstream as `x-router-parent-id`.
+    #[serde(default = "default_name")]
+    pub name: String,
 }
 
 impl Default for RawServer {
@@ -48,6 +54,7 @@ impl Default for RawServer {
             max_body_bytes: default_max_body(),
             request_timeout_ms: default_request_timeout(),
             drain_timeout_ms: default_drain_timeout(),
+            name: default_name(),
         }
     }
 }
@@ -63,6 +70,52 @@ fn default_request_timeout() -> u64 {
 }
 fn default_drain_timeout() -> u64 {
     30_000
+}
+fn default_name() -> String {
+    "smart-router".into()
+}
+
+/// `[routing]`: retries, health and affinity, for every group.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct RawRouting {
+    /// Most attempts one request makes, over all targets.
+    pub max_attempts: u32,
+    /// Extra attempts at the same target after a retryable failure (before moving on).
+    pub retries_per_target: u32,
+    /// Base of the exponential backoff (full jitter) between attempts at the same target.
+    pub retry_backoff_ms: u64,
+    /// Consecutive retryable failures that put a target into cooldown.
+    pub cooldown_after_failures: u32,
+    /// How long a target cools down.
+    pub cooldown_ms: u64,
+    /// Subtracted from the remaining budget sent upstream as `x-router-timeout-ms`.
+    pub hop_margin_ms: u64,
+    /// Share of `latency`-strategy requests that try a random target first (0..1).
+    pub latency_exploration: f64,
+    /// Output tokens assumed by the `cost` strategy when a request sets no maximum.
+    pub cost_assumed_output_tokens: u32,
+    /// How long a session sticks to its target after its last request.
+    pub affinity_ttl_ms: u64,
+    /// Most sessions remembered.
+    pub affinity_max_sessions: usize,
+}
+
+impl Default for RawRouting {
+    fn default() -> Self {
+        RawRouting {
+            max_attempts: 4,
+            retries_per_target: 0,
+            retry_backoff_ms: 100,
+            cooldown_after_failures: 3,
+            cooldown_ms: 30_000,
+            hop_margin_ms: 100,
+            latency_exploration: 0.05,
+            cost_assumed_output_tokens: 512,
+            affinity_ttl_ms: 3_600_000,
+            affinity_max_sessions: 100_000,
+        }
+    }
 }
 
 /// `[store]`.
@@ -132,9 +185,19 @@ pub struct RawGroup {
     /// Budget of a request to this group (instead of `server.request_timeout_ms`).
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// Most attempts for a request to this group (instead of `routing.max_attempts`).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// `none` or `session`: keep a session on the target it used last.
+    #[serde(default = "default_affinity")]
+    pub affinity: String,
     /// `[[groups.NAME.targets]]`.
     #[serde(default)]
     pub targets: Vec<RawTarget>,
+}
+
+fn default_affinity() -> String {
+    "none".into()
 }
 
 fn default_strategy() -> String {

@@ -84,24 +84,77 @@ pub fn validate(raw: RawConfig, hash: String) -> Result<Config, Vec<ConfigError>
         .map(|(name, p)| validate_provider(name, p, &mut errors, &mut warnings))
         .collect();
     let group_names: Vec<&str> = raw.groups.keys().map(String::as_str).collect();
+    let routing = validate_routing(&raw, &mut errors);
+    let names = Names {
+        providers: &provider_names,
+        groups: &group_names,
+    };
     let groups: Vec<Option<GroupConfig>> = raw
         .groups
         .iter()
-        .map(|(name, g)| validate_group(name, g, &provider_names, &group_names, &mut errors))
+        .map(|(name, g)| validate_group(name, g, names, &routing, &mut errors))
         .collect();
     let callers = validate_callers(&raw.callers, &group_names, &mut errors, &mut warnings);
     if !errors.is_empty() {
         return Err(errors);
     }
+    let mut groups: Vec<GroupConfig> = groups.into_iter().flatten().collect();
+    let target_count = assign_target_ids(&mut groups);
     Ok(Config {
         server: server.expect("no errors means the server section is valid"),
         store,
+        routing,
         providers: providers.into_iter().flatten().collect(),
-        groups: groups.into_iter().flatten().collect(),
+        groups,
         callers,
         warnings,
         hash,
+        target_count,
     })
+}
+
+/// Gives every distinct (provider, model) pair one id; returns how many there are.
+fn assign_target_ids(groups: &mut [GroupConfig]) -> usize {
+    let mut ids: HashMap<(usize, String), usize> = HashMap::new();
+    for t in groups.iter_mut().flat_map(|g| g.targets.iter_mut()) {
+        let next = ids.len();
+        t.id = *ids.entry((t.provider, t.model.clone())).or_insert(next);
+    }
+    ids.len()
+}
+
+fn validate_routing(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> RoutingConfig {
+    let r = &raw.routing;
+    if r.max_attempts == 0 {
+        errors.push(ConfigError::InvalidValue {
+            path: "routing.max_attempts".into(),
+            reason: "must be at least 1".into(),
+        });
+    }
+    if !(0.0..=1.0).contains(&r.latency_exploration) {
+        errors.push(ConfigError::InvalidValue {
+            path: "routing.latency_exploration".into(),
+            reason: "must be between 0 and 1".into(),
+        });
+    }
+    if r.affinity_max_sessions == 0 {
+        errors.push(ConfigError::InvalidValue {
+            path: "routing.affinity_max_sessions".into(),
+            reason: "must be at least 1".into(),
+        });
+    }
+    RoutingConfig {
+        max_attempts: r.max_attempts.max(1),
+        retries_per_target: r.retries_per_target,
+        retry_backoff: Duration::from_millis(r.retry_backoff_ms),
+        cooldown_after_failures: r.cooldown_after_failures.max(1),
+        cooldown: Duration::from_millis(r.cooldown_ms),
+        hop_margin: Duration::from_millis(r.hop_margin_ms),
+        latency_exploration: r.latency_exploration,
+        cost_assumed_output_tokens: r.cost_assumed_output_tokens,
+        affinity_ttl: Duration::from_millis(r.affinity_ttl_ms),
+        affinity_max_sessions: r.affinity_max_sessions.max(1),
+    }
 }
 
 fn validate_server(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option<ServerConfig> {
@@ -132,6 +185,7 @@ fn validate_server(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option<Ser
         max_body_bytes: usize::try_from(s.max_body_bytes).unwrap_or(usize::MAX),
         request_timeout: Duration::from_millis(s.request_timeout_ms),
         drain_timeout: Duration::from_millis(s.drain_timeout_ms),
+        name: s.name.clone(),
     })
 }
 
@@ -196,13 +250,21 @@ fn validate_provider(
     })
 }
 
+/// The names a group may refer to.
+#[derive(Clone, Copy)]
+struct Names<'a> {
+    providers: &'a [&'a str],
+    groups: &'a [&'a str],
+}
+
 fn validate_group(
     name: &str,
     g: &RawGroup,
-    providers: &[&str],
-    groups: &[&str],
+    names: Names<'_>,
+    routing: &RoutingConfig,
     errors: &mut Vec<ConfigError>,
 ) -> Option<GroupConfig> {
+    let Names { providers, groups } = names;
     let path = format!("groups.{name}");
     let strategy = choice(
         errors,
@@ -237,6 +299,14 @@ fn validate_group(
             });
         }
     }
+    const AFFINITY: &[(&str, bool)] = &[("none", false), ("session", true)];
+    let session_affinity = choice(errors, format!("{path}.affinity"), &g.affinity, AFFINITY);
+    if g.max_attempts == Some(0) {
+        errors.push(ConfigError::InvalidValue {
+            path: format!("{path}.max_attempts"),
+            reason: "must be at least 1".into(),
+        });
+    }
     if g.timeout_ms == Some(0) {
         errors.push(ConfigError::InvalidValue {
             path: format!("{path}.timeout_ms"),
@@ -254,6 +324,8 @@ fn validate_group(
         strategy: strategy?,
         fallback_groups: g.fallback_groups.clone(),
         timeout: g.timeout_ms.map(Duration::from_millis),
+        max_attempts: g.max_attempts.unwrap_or(routing.max_attempts).max(1),
+        session_affinity: session_affinity?,
         targets: targets.into_iter().collect::<Option<Vec<_>>>()?,
     })
 }
@@ -318,6 +390,7 @@ fn validate_target(
         });
     }
     Some(TargetConfig {
+        id: 0,
         provider: provider?,
         model: t.model.clone(),
         weight: t.weight,
@@ -524,7 +597,7 @@ mod tests {
             "providers.openai.kind: \"opeani\" is not one of openai (did you mean \"openai\"?)",
             "providers.openai.base_url: \"ftp://x\" is not an http",
             "providers.openai.api_key: environment variable SMART_ROUTER_TEST_UNSET_KEY is not set",
-            "groups.coder.strategy: \"fastest\" is not one of weighted, priority",
+            "groups.coder.strategy: \"fastest\" is not one of weighted, priority, latency, cost",
             "groups.coder.fallback_groups[0]: no group named \"fsat\" (did you mean \"fast\"?)",
             "groups.coder.fallback_groups[1]: a group cannot fall back to itself",
             "groups.coder.targets[0].provider: no provider named \"opnai\" (did you mean \"openai\"?)",

@@ -33,6 +33,8 @@ pub enum Reply {
 pub struct Committed {
     /// Index into `config.providers` of the provider that answered.
     pub provider: usize,
+    /// Id of the target that answered.
+    pub target: usize,
     /// The upstream response head.
     pub head: http::response::Parts,
     /// The body.
@@ -47,6 +49,8 @@ where
 {
     /// The request id sent upstream.
     pub request_id: &'a str,
+    /// This router's name, sent upstream as the parent id.
+    pub parent_id: &'a str,
     /// Whether the client asked for a stream.
     pub stream: bool,
     /// When the budget runs out.
@@ -59,7 +63,9 @@ where
     pub inspect_whole: W,
 }
 
-/// Runs the plan. Records every attempt on `outcome`.
+/// Runs the plan: each target in order, retrying the same target `retries_per_target` times
+/// with jittered backoff, at most `plan.max_attempts` attempts in all, within the deadline.
+/// Records every attempt on `outcome` and in target health.
 pub async fn run<B, W>(
     state: &AppState,
     plan: &AttemptPlan,
@@ -70,50 +76,79 @@ where
     B: FnMut(&TargetConfig) -> Bytes,
     W: Fn(&[u8]) -> Result<Option<Usage>, &'static str>,
 {
+    let routing = &state.config.routing;
     let mut last: Option<UpstreamError> = None;
-    for planned in &plan.targets {
+    let mut made = 0u32;
+    'targets: for planned in &plan.targets {
         let target = &state.config.groups[planned.group].targets[planned.target];
         let provider = &state.providers[target.provider];
-        let now = Instant::now();
-        if now >= ex.deadline {
-            break;
-        }
-        let body = (ex.build_body)(target);
-        let result = attempt(provider, body, &ex, now).await;
-        let record = Attempt {
-            provider: provider.name.clone(),
-            model: target.model.clone(),
-            outcome: result.as_ref().map_or_else(UpstreamError::kind, |_| "ok"),
-            status: match &result {
-                Ok((head, _)) => Some(head.status.as_u16()),
-                Err(e) => e.status(),
-            },
-            latency: now.elapsed(),
-        };
-        let r = outcome.get_mut();
-        r.attempts.push(record);
-        match result {
-            Ok((head, reply)) => {
-                r.served_by = Some(r.attempts.len() - 1);
-                return Ok(Committed {
-                    provider: target.provider,
-                    head,
-                    reply,
-                });
+        for retry in 0..=routing.retries_per_target {
+            if made >= plan.max_attempts {
+                break 'targets;
             }
-            Err(e) => {
-                tracing::warn!(
-                    provider = %provider.name,
-                    model = %target.model,
-                    error = e.kind(),
-                    status = e.status(),
-                    retryable = e.retryable(),
-                    "attempt failed"
-                );
-                if !e.retryable() {
-                    return Err(Error::Upstream(e));
+            if retry > 0 {
+                if state.health.cooling(target.id).is_some() {
+                    break;
                 }
-                last = Some(e);
+                let cap = routing.retry_backoff.saturating_mul(1 << (retry - 1).min(16));
+                let pause = cap.mul_f64(fastrand::f64());
+                if Instant::now() + pause >= ex.deadline {
+                    break 'targets;
+                }
+                tokio::time::sleep(pause).await;
+            }
+            let now = Instant::now();
+            if now >= ex.deadline {
+                break 'targets;
+            }
+            made += 1;
+            let body = (ex.build_body)(target);
+            let result = attempt(provider, body, &ex, now, routing.hop_margin).await;
+            let latency = now.elapsed();
+            let r = outcome.get_mut();
+            r.attempts.push(Attempt {
+                provider: provider.name.clone(),
+                model: target.model.clone(),
+                outcome: result.as_ref().map_or_else(UpstreamError::kind, |_| "ok"),
+                status: match &result {
+                    Ok((head, _)) => Some(head.status.as_u16()),
+                    Err(e) => e.status(),
+                },
+                latency,
+            });
+            match result {
+                Ok((head, reply)) => {
+                    state.health.record_success(target.id, latency);
+                    r.served_by = Some(r.attempts.len() - 1);
+                    return Ok(Committed {
+                        provider: target.provider,
+                        target: target.id,
+                        head,
+                        reply,
+                    });
+                }
+                Err(e) => {
+                    state.health.record_failure(target.id, &e);
+                    tracing::warn!(
+                        provider = %provider.name,
+                        model = %target.model,
+                        error = e.kind(),
+                        status = e.status(),
+                        retryable = e.retryable(),
+                        "attempt failed"
+                    );
+                    if !e.retryable() {
+                        return Err(Error::Upstream(e));
+                    }
+                    let same_target_pointless = matches!(
+                        e,
+                        UpstreamError::CredentialRejected { .. } | UpstreamError::Status { .. }
+                    ) && state.health.cooling(target.id).is_some();
+                    last = Some(e);
+                    if same_target_pointless {
+                        break;
+                    }
+                }
             }
         }
     }
@@ -134,6 +169,7 @@ async fn attempt<B, W>(
     body: Bytes,
     ex: &Exchange<'_, B, W>,
     now: Instant,
+    hop_margin: Duration,
 ) -> Result<(http::response::Parts, Reply), UpstreamError>
 where
     B: FnMut(&TargetConfig) -> Bytes,
@@ -147,9 +183,12 @@ where
         provider: provider.name.clone(),
         waited_ms: wait.as_millis() as u64,
     };
+    let left = ex.deadline.saturating_duration_since(now);
     let headers = AttemptHeaders {
         request_id: ex.request_id,
         stream: ex.stream,
+        timeout_ms: left.saturating_sub(hop_margin).as_millis().max(1) as u64,
+        parent_id: ex.parent_id,
     };
     let until = tokio::time::Instant::from_std(now + wait);
     let resp = tokio::time::timeout_at(until, provider.send(body, headers))

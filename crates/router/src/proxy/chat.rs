@@ -33,7 +33,8 @@ pub async fn chat_completions(
         ctx.started_at,
     );
     match handle(&state, &ctx, &headers, body, &mut outcome).await {
-        Ok(Answer::Whole(resp)) => {
+        Ok(Answer::Whole(mut resp)) => {
+            super::annotate(resp.headers_mut(), outcome.get_mut());
             outcome.first_byte();
             outcome.finish(200, None);
             resp
@@ -41,7 +42,8 @@ pub async fn chat_completions(
         Ok(Answer::Stream(build)) => build(outcome),
         Err(e) => {
             let kind = e.kind();
-            let resp = e.into_response(SURFACE);
+            let mut resp = e.into_response(SURFACE);
+            super::annotate(resp.headers_mut(), outcome.get_mut());
             outcome.finish(resp.status().as_u16(), Some(kind));
             resp
         }
@@ -68,9 +70,14 @@ async fn handle(
         r.project = caller.project.clone();
         r.team = caller.team.clone();
         r.environment = caller.environment.clone();
+        r.parent_id = headers
+            .get("x-router-parent-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
     }
     let bytes = read_body(headers, body, state.config.server.max_body_bytes).await?;
-    let inspected = decode::inspect_request(&bytes)?;
+    let mut inspected = decode::inspect_request(&bytes)?;
+    inspected.summary.session_key = super::session_key(headers, inspected.summary.session_key.take());
     let summary = &inspected.summary;
     {
         let r = outcome.get_mut();
@@ -86,6 +93,7 @@ async fn handle(
         })?;
     let plan = plan_attempts(
         &state.config,
+        state.routing_state(),
         &group.name,
         summary,
         &mut fastrand::Rng::new(),
@@ -93,10 +101,13 @@ async fn handle(
     .map_err(|e| Error::NoEligibleTarget {
         group: group.name.clone(),
         reasons: e.reasons.join("; "),
+        retry_after: e.cooling,
     })?;
+    outcome.get_mut().affinity_hit = plan.affinity_hit;
     let (deadline, budget) = super::deadline(state, group.timeout, ctx, headers);
     let exchange = Exchange {
         request_id: &ctx.request_id,
+        parent_id: &state.config.server.name,
         stream: summary.stream,
         deadline,
         budget,
@@ -107,9 +118,13 @@ async fn handle(
     };
     let Committed {
         provider,
+        target,
         head,
         reply,
     } = attempt::run(state, &plan, exchange, outcome).await?;
+    if let (true, Some(key)) = (group.session_affinity, summary.session_key.as_deref()) {
+        state.affinity.set(&group.name, key, target);
+    }
     let content_type = head
         .headers
         .get(http::header::CONTENT_TYPE)
@@ -131,7 +146,9 @@ async fn handle(
                 deadline,
                 budget,
             };
-            Ok(Answer::Stream(Box::new(move |outcome| {
+            Ok(Answer::Stream(Box::new(move |mut outcome| {
+                let mut annotations = http::HeaderMap::new();
+                super::annotate(&mut annotations, outcome.get_mut());
                 let tap = ChatSseTap::new(
                     first,
                     rest,
@@ -141,6 +158,7 @@ async fn handle(
                     limits,
                 );
                 let mut resp = Response::new(Body::new(tap));
+                resp.headers_mut().extend(annotations);
                 let h = resp.headers_mut();
                 h.insert(http::header::CONTENT_TYPE, content_type);
                 h.insert(

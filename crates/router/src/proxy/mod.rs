@@ -9,7 +9,8 @@ mod sse_tap;
 pub use chat::chat_completions;
 
 use crate::server::{AppState, RequestContext};
-use http::HeaderMap;
+use crate::usage::RequestOutcome;
+use http::{HeaderMap, HeaderValue};
 use std::time::{Duration, Instant};
 
 /// The request's budget: the group's (or the server's) timeout, lowered by the caller's
@@ -29,4 +30,31 @@ fn deadline(
         budget = budget.min(Duration::from_millis(ms));
     }
     (ctx.started + budget, budget)
+}
+
+/// Explains the routing decision on the response: `x-router-group`, `x-router-target`
+/// (provider/model, no URL) and `x-router-attempts`.
+fn annotate(h: &mut HeaderMap, o: &RequestOutcome) {
+    if let Some(v) = o.group.as_deref().and_then(|g| HeaderValue::from_str(g).ok()) {
+        h.insert("x-router-group", v);
+    }
+    if let Some(a) = o.served_by.and_then(|i| o.attempts.get(i)) {
+        if let Ok(v) = HeaderValue::from_str(&format!("{}/{}", a.provider, a.model)) {
+            h.insert("x-router-target", v);
+        }
+    }
+    if !o.attempts.is_empty() {
+        h.insert("x-router-attempts", HeaderValue::from(o.attempts.len()));
+    }
+}
+
+/// The session key for affinity: `x-session-id`, else Codex's `session-id`, else what the body
+/// carries (`prompt_cache_key`, ...).
+fn session_key(headers: &HeaderMap, from_body: Option<String>) -> Option<String> {
+    ["x-session-id", "session-id"]
+        .iter()
+        .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .or(from_body)
 }

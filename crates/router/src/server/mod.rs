@@ -10,6 +10,7 @@ pub(crate) use models::require_caller;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::error::Error;
+use crate::routing::{Affinity, Health, RoutingState};
 use crate::upstream::Provider;
 use crate::usage::Recorder;
 use axum::Router;
@@ -52,6 +53,10 @@ pub struct Runtime {
     pub providers: Vec<Provider>,
     /// Where finished request outcomes go.
     pub recorder: Arc<Recorder>,
+    /// Per-target health.
+    pub health: Health,
+    /// Session affinity.
+    pub affinity: Affinity,
     /// Build metadata.
     pub build: BuildInfo,
     draining: AtomicBool,
@@ -62,12 +67,22 @@ impl Runtime {
     pub fn new(config: Config, recorder: Recorder, build: BuildInfo) -> Self {
         let providers = config.providers.iter().map(Provider::new).collect();
         Runtime {
+            health: Health::new(config.target_count, &config.routing),
+            affinity: Affinity::new(config.routing.affinity_max_sessions, config.routing.affinity_ttl),
             auth: Authenticator::new(&config),
             providers,
             recorder: Arc::new(recorder),
             build,
             config,
             draining: AtomicBool::new(false),
+        }
+    }
+
+    /// What routing consults besides the config.
+    pub fn routing_state(&self) -> RoutingState<'_> {
+        RoutingState {
+            health: &self.health,
+            affinity: &self.affinity,
         }
     }
 

@@ -153,6 +153,10 @@ pub struct AttemptHeaders<'a> {
     pub request_id: &'a str,
     /// Ask for an event stream.
     pub stream: bool,
+    /// Budget left for the upstream (sent as `x-router-timeout-ms`, for upstream routers).
+    pub timeout_ms: u64,
+    /// This router's name (sent as `x-router-parent-id`).
+    pub parent_id: &'a str,
 }
 
 impl Provider {
@@ -219,6 +223,10 @@ impl Provider {
         if let Ok(v) = HeaderValue::from_str(meta.request_id) {
             h.insert("x-request-id", v);
         }
+        if let Ok(v) = HeaderValue::from_str(meta.parent_id) {
+            h.insert("x-router-parent-id", v);
+        }
+        h.insert("x-router-timeout-ms", HeaderValue::from(meta.timeout_ms));
         for (k, v) in &self.headers {
             h.insert(k.clone(), v.clone());
         }
@@ -264,14 +272,39 @@ async fn read_error_body(body: Incoming) -> Bytes {
     }
 }
 
-/// `Retry-After` in seconds or as an HTTP date (dates are not parsed yet: treated as absent).
+/// `Retry-After` as delay seconds or as an HTTP date (IMF-fixdate).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
-    v.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
+    let v = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let at = parse_http_date(v)?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    Some(Duration::from_secs(at.saturating_sub(now)))
+}
+
+/// Unix seconds of an IMF-fixdate such as `Sun, 06 Nov 1994 08:49:37 GMT`.
+fn parse_http_date(s: &str) -> Option<u64> {
+    let mut it = s.split_whitespace();
+    let _weekday = it.next()?;
+    let day: u64 = it.next()?.parse().ok()?;
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let month_name = it.next()?.get(..3)?;
+    let month = MONTHS.iter().position(|m| *m == month_name)? as u64 + 1;
+    let year: u64 = it.next()?.parse().ok()?;
+    let mut hms = it.next()?.split(':').map(|p| p.parse::<u64>().ok());
+    let (h, m, sec) = (hms.next()??, hms.next()??, hms.next()??);
+    if it.next()? != "GMT" || !(1..=31).contains(&day) || year < 1970 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm), March-based years.
+    let (y, mo) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
+    let era = y / 400;
+    let yoe = y % 400;
+    let doy = (153 * mo + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + m * 60 + sec)
 }
 
 /// A transport error and its causes, joined (no URL or credential is in them).
@@ -284,4 +317,21 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_dates_parse() {
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
+        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+        assert_eq!(parse_http_date("yesterday"), None);
+        let mut h = HeaderMap::new();
+        h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("2.5"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(2500)));
+        h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"));
+        assert_eq!(retry_after(&h), Some(Duration::ZERO), "a date in the past means now");
+    }
 }

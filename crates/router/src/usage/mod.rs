@@ -28,6 +28,8 @@ pub struct Attempt {
 pub struct RequestOutcome {
     /// The request id.
     pub request_id: String,
+    /// The sending router's name, when the request came through another router.
+    pub parent_id: Option<String>,
     /// When the request arrived.
     pub started_at: SystemTime,
     /// Caller name, once authenticated.
@@ -58,6 +60,8 @@ pub struct RequestOutcome {
     pub latency: Duration,
     /// Time until the first response byte went to the client.
     pub ttft: Option<Duration>,
+    /// Session affinity: hit (`true`), miss (`false`), or no session/affinity (`None`).
+    pub affinity_hit: Option<bool>,
 }
 
 impl RequestOutcome {
@@ -146,6 +150,7 @@ impl Outcome {
         Outcome {
             record: Some(RequestOutcome {
                 request_id: request_id.to_string(),
+                parent_id: None,
                 started_at,
                 caller: None,
                 project: None,
@@ -161,6 +166,7 @@ impl Outcome {
                 usage: None,
                 latency: Duration::ZERO,
                 ttft: None,
+                affinity_hit: None,
             }),
             started,
             recorder,
