@@ -55,6 +55,30 @@ enum Command {
     },
     /// Print the SHA-256 of a token read from standard input, for `token_sha256`.
     HashToken,
+    /// Show the targets a group would try for a request, in order, and why others are excluded.
+    Explain {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The group.
+        #[arg(long)]
+        group: String,
+        /// The request offers tools.
+        #[arg(long)]
+        tools: bool,
+        /// The request has images.
+        #[arg(long)]
+        images: bool,
+        /// The request asks for a JSON schema response.
+        #[arg(long)]
+        json_schema: bool,
+        /// Estimated prompt tokens.
+        #[arg(long, default_value_t = 1000)]
+        tokens: u32,
+        /// Maximum output tokens (for the cost strategy).
+        #[arg(long)]
+        max_output_tokens: Option<u32>,
+    },
 }
 
 fn build_info() -> BuildInfo {
@@ -98,6 +122,36 @@ fn main() -> Result<()> {
             anyhow::ensure!(!token.is_empty(), "no token on standard input");
             println!("{}", router::auth::hash_token_hex(token));
             Ok(())
+        }
+        Command::Explain {
+            config,
+            group,
+            tools,
+            images,
+            json_schema,
+            tokens,
+            max_output_tokens,
+        } => {
+            let config = load_config(&config).map_err(anyhow::Error::msg)?;
+            let req = router::routing::RequestSummary {
+                group: group.clone(),
+                stream: false,
+                needs: router::routing::Needs {
+                    tools,
+                    images,
+                    json_schema,
+                },
+                estimated_prompt_tokens: tokens,
+                max_output_tokens,
+                session_key: None,
+            };
+            match router::routing::explain(&config, &group, &req) {
+                Some(e) => {
+                    print!("{e}");
+                    Ok(())
+                }
+                None => anyhow::bail!("no group named {group:?}"),
+            }
         }
         Command::Serve { config, listen } => {
             init_logging(cli.log_format, &cli.log_level);

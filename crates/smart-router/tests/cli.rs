@@ -153,3 +153,53 @@ model = "m"
         "{logs}"
     );
 }
+
+#[test]
+fn explain_shows_order_and_exclusions() {
+    let path = temp_file(
+        "explain.toml",
+        r#"
+[providers.p]
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+[groups.coder]
+strategy = "cost"
+[[groups.coder.targets]]
+provider = "p"
+model = "big"
+capabilities = ["tools"]
+price = { input = 3.0, output = 15.0 }
+[[groups.coder.targets]]
+provider = "p"
+model = "small"
+capabilities = ["tools"]
+price = { input = 0.25, output = 1.0 }
+[[groups.coder.targets]]
+provider = "p"
+model = "notools"
+"#,
+    );
+    let out = bin()
+        .args([
+            "explain", "--group", "coder", "--tools", "--tokens", "2000", "--config",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("group coder (strategy cost)"), "{text}");
+    assert!(
+        text.contains("1. p/small  [estimated $0.001012 per request]"),
+        "{text}"
+    );
+    assert!(text.contains("2. p/big"), "{text}");
+    assert!(
+        text.contains("excluded: p/notools: request has tools"),
+        "{text}"
+    );
+}

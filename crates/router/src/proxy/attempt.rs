@@ -90,7 +90,9 @@ where
                 if state.health.cooling(target.id).is_some() {
                     break;
                 }
-                let cap = routing.retry_backoff.saturating_mul(1 << (retry - 1).min(16));
+                let cap = routing
+                    .retry_backoff
+                    .saturating_mul(1 << (retry - 1).min(16));
                 let pause = cap.mul_f64(fastrand::f64());
                 if Instant::now() + pause >= ex.deadline {
                     break 'targets;

@@ -77,7 +77,8 @@ async fn handle(
     }
     let bytes = read_body(headers, body, state.config.server.max_body_bytes).await?;
     let mut inspected = decode::inspect_request(&bytes)?;
-    inspected.summary.session_key = super::session_key(headers, inspected.summary.session_key.take());
+    inspected.summary.session_key =
+        super::session_key(headers, inspected.summary.session_key.take());
     let summary = &inspected.summary;
     {
         let r = outcome.get_mut();

@@ -35,7 +35,11 @@ fn deadline(
 /// Explains the routing decision on the response: `x-router-group`, `x-router-target`
 /// (provider/model, no URL) and `x-router-attempts`.
 fn annotate(h: &mut HeaderMap, o: &RequestOutcome) {
-    if let Some(v) = o.group.as_deref().and_then(|g| HeaderValue::from_str(g).ok()) {
+    if let Some(v) = o
+        .group
+        .as_deref()
+        .and_then(|g| HeaderValue::from_str(g).ok())
+    {
         h.insert("x-router-group", v);
     }
     if let Some(a) = o.served_by.and_then(|i| o.attempts.get(i)) {

@@ -43,7 +43,9 @@ impl Affinity {
     pub fn get(&self, group: &str, key: &str) -> Option<usize> {
         let (shard, h) = self.slot(group, key);
         let map = self.shards[shard].lock().expect("affinity lock");
-        map.get(&h).filter(|e| e.expires > Instant::now()).map(|e| e.target)
+        map.get(&h)
+            .filter(|e| e.expires > Instant::now())
+            .map(|e| e.target)
     }
 
     /// Remembers that the session used `target`.
@@ -59,7 +61,13 @@ impl Affinity {
                 }
             }
         }
-        map.insert(h, Entry { target, expires: now + self.ttl });
+        map.insert(
+            h,
+            Entry {
+                target,
+                expires: now + self.ttl,
+            },
+        );
     }
 }
 

@@ -68,7 +68,8 @@ impl Health {
             EWMA_ALPHA * sample + (1.0 - EWMA_ALPHA) * f64::from_bits(old)
         };
         // A lost race between two updates only drops one sample.
-        t.ewma_ttfb_us.store(new.max(1.0).to_bits(), Ordering::Relaxed);
+        t.ewma_ttfb_us
+            .store(new.max(1.0).to_bits(), Ordering::Relaxed);
     }
 
     /// A failed attempt. Only failures that are the target's fault count: a credential
@@ -135,7 +136,10 @@ mod tests {
         let h = Health::new(2, &routing());
         h.record_failure(0, &status(429, Some(Duration::from_secs(7))));
         let c = h.cooling(0).unwrap();
-        assert!(c > Duration::from_secs(6) && c <= Duration::from_secs(7), "{c:?}");
+        assert!(
+            c > Duration::from_secs(6) && c <= Duration::from_secs(7),
+            "{c:?}"
+        );
         for _ in 0..10 {
             h.record_failure(1, &status(400, None));
         }

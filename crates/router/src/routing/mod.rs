@@ -20,7 +20,7 @@ pub use affinity::Affinity;
 pub use health::Health;
 
 use crate::config::{Config, GroupConfig, Strategy, TargetConfig};
-use dialects::canonical::RequestSummary;
+pub use dialects::canonical::{Needs, RequestSummary};
 use std::fmt;
 use std::time::Duration;
 
@@ -93,7 +93,9 @@ fn estimated_cost(config: &Config, t: &TargetConfig, req: &RequestSummary) -> f6
     let Some(p) = t.price else {
         return f64::INFINITY;
     };
-    let out = req.max_output_tokens.unwrap_or(config.routing.cost_assumed_output_tokens);
+    let out = req
+        .max_output_tokens
+        .unwrap_or(config.routing.cost_assumed_output_tokens);
     (f64::from(req.estimated_prompt_tokens) * p.input + f64::from(out) * p.output) / 1e6
 }
 
@@ -128,9 +130,13 @@ fn order(
     let targets = &group.targets;
     match group.strategy {
         Strategy::Priority => eligible,
-        Strategy::Weighted => {
-            weighted_order(eligible.into_iter().map(|i| (i, targets[i].weight)).collect(), rng)
-        }
+        Strategy::Weighted => weighted_order(
+            eligible
+                .into_iter()
+                .map(|i| (i, targets[i].weight))
+                .collect(),
+            rng,
+        ),
         Strategy::Latency => {
             // Unmeasured targets (no sample yet) go first so they get measured.
             let mut v = eligible;
@@ -145,7 +151,11 @@ fn order(
         Strategy::Cost => {
             let mut v = eligible;
             v.sort_by(|&a, &b| {
-                estimated_cost(config, &targets[a], req).total_cmp(&estimated_cost(config, &targets[b], req))
+                estimated_cost(config, &targets[a], req).total_cmp(&estimated_cost(
+                    config,
+                    &targets[b],
+                    req,
+                ))
             });
             v
         }
@@ -181,13 +191,20 @@ pub fn plan_attempts(
         let grp = &config.groups[g];
         let mut eligible = Vec::new();
         for (ti, t) in grp.targets.iter().enumerate() {
-            if plan.iter().any(|p| config.groups[p.group].targets[p.target].id == t.id) {
+            if plan
+                .iter()
+                .any(|p| config.groups[p.group].targets[p.target].id == t.id)
+            {
                 continue;
             }
             if let Some(why) = exclusion(t, req) {
                 reasons.push(format!("{}: {why}", label(config, t)));
             } else if let Some(left) = state.health.cooling(t.id) {
-                reasons.push(format!("{}: cooling down for {} ms", label(config, t), left.as_millis()));
+                reasons.push(format!(
+                    "{}: cooling down for {} ms",
+                    label(config, t),
+                    left.as_millis()
+                ));
                 cooling = Some(cooling.map_or(left, |c| c.min(left)));
             } else {
                 eligible.push(ti);
@@ -206,7 +223,8 @@ pub fn plan_attempts(
     if let (true, Some(key)) = (home.session_affinity, req.session_key.as_deref()) {
         let remembered = state.affinity.get(&home.name, key);
         let pos = remembered.and_then(|id| {
-            plan.iter().position(|p| config.groups[p.group].targets[p.target].id == id)
+            plan.iter()
+                .position(|p| config.groups[p.group].targets[p.target].id == id)
         });
         if let Some(pos) = pos {
             let p = plan.remove(pos);
@@ -306,7 +324,10 @@ impl fmt::Display for Explanation {
             .map_or("?", |(n, _)| n);
         writeln!(f, "group {} (strategy {strategy})", self.group)?;
         if self.order.is_empty() {
-            writeln!(f, "  no eligible target: the request would get no_eligible_target (400)")?;
+            writeln!(
+                f,
+                "  no eligible target: the request would get no_eligible_target (400)"
+            )?;
         }
         for (i, (t, note)) in self.order.iter().enumerate() {
             writeln!(f, "  {}. {t}  [{note}]", i + 1)?;

@@ -42,7 +42,10 @@ fn req(tools: bool, tokens: u32) -> RequestSummary {
     RequestSummary {
         group: "g".into(),
         stream: false,
-        needs: Needs { tools, ..Needs::default() },
+        needs: Needs {
+            tools,
+            ..Needs::default()
+        },
         estimated_prompt_tokens: tokens,
         max_output_tokens: None,
         session_key: None,
@@ -50,7 +53,10 @@ fn req(tools: bool, tokens: u32) -> RequestSummary {
 }
 
 fn models(c: &Config, p: &AttemptPlan) -> Vec<String> {
-    p.targets.iter().map(|t| c.groups[t.group].targets[t.target].model.clone()).collect()
+    p.targets
+        .iter()
+        .map(|t| c.groups[t.group].targets[t.target].model.clone())
+        .collect()
 }
 
 struct Fixture {
@@ -66,12 +72,20 @@ impl Fixture {
         }
     }
     fn state(&self) -> RoutingState<'_> {
-        RoutingState { health: &self.health, affinity: &self.affinity }
+        RoutingState {
+            health: &self.health,
+            affinity: &self.affinity,
+        }
     }
 }
 
 fn id_of(c: &Config, model: &str) -> usize {
-    c.groups.iter().flat_map(|g| &g.targets).find(|t| t.model == model).unwrap().id
+    c.groups
+        .iter()
+        .flat_map(|g| &g.targets)
+        .find(|t| t.model == model)
+        .unwrap()
+        .id
 }
 
 fn cool(f: &Fixture, id: usize, secs: u64) {
@@ -95,7 +109,11 @@ fn weighted_order_follows_weights_then_fallbacks() {
     for _ in 0..4000 {
         let p = plan_attempts(&c, f.state(), "g", &req(false, 10), &mut rng).unwrap();
         let m = models(&c, &p);
-        assert_eq!(&m[2..], ["backup"], "fallback after own targets, no duplicates");
+        assert_eq!(
+            &m[2..],
+            ["backup"],
+            "fallback after own targets, no duplicates"
+        );
         heavy_first += usize::from(m[0] == "heavy");
     }
     let share = heavy_first as f64 / 4000.0;
@@ -130,7 +148,10 @@ fn cooling_targets_are_skipped_and_all_cooling_reports_the_shortest_wait() {
     cool(&f, id_of(&c, "backup"), 9);
     let e = plan_attempts(&c, f.state(), "g", &req(false, 10), &mut rng).unwrap_err();
     let wait = e.cooling.unwrap();
-    assert!(wait <= Duration::from_secs(5) && wait > Duration::from_secs(4), "{wait:?}");
+    assert!(
+        wait <= Duration::from_secs(5) && wait > Duration::from_secs(4),
+        "{wait:?}"
+    );
 }
 
 #[test]
@@ -158,8 +179,10 @@ fn latency_prefers_fast_targets_and_explores_a_little() {
     let mut c = config("");
     c.groups[0].strategy = Strategy::Latency;
     let f = Fixture::new(&c);
-    f.health.record_success(id_of(&c, "heavy"), Duration::from_millis(50));
-    f.health.record_success(id_of(&c, "light"), Duration::from_millis(300));
+    f.health
+        .record_success(id_of(&c, "heavy"), Duration::from_millis(50));
+    f.health
+        .record_success(id_of(&c, "light"), Duration::from_millis(300));
     let mut rng = fastrand::Rng::with_seed(11);
     let mut light_first = 0;
     for _ in 0..2000 {
@@ -183,11 +206,17 @@ fn session_affinity_sticks_while_healthy() {
     f.affinity.set("g", "sess", id_of(&c, "light"));
     for _ in 0..50 {
         let p = plan_attempts(&c, f.state(), "g", &r, &mut rng).unwrap();
-        assert_eq!((models(&c, &p)[0].as_str(), p.affinity_hit), ("light", Some(true)));
+        assert_eq!(
+            (models(&c, &p)[0].as_str(), p.affinity_hit),
+            ("light", Some(true))
+        );
     }
     cool(&f, id_of(&c, "light"), 30);
     let p = plan_attempts(&c, f.state(), "g", &r, &mut rng).unwrap();
-    assert_eq!((models(&c, &p)[0].as_str(), p.affinity_hit), ("heavy", Some(false)));
+    assert_eq!(
+        (models(&c, &p)[0].as_str(), p.affinity_hit),
+        ("heavy", Some(false))
+    );
 }
 
 #[test]
@@ -195,7 +224,15 @@ fn explain_lists_order_and_exclusions() {
     let c = config("");
     let e = explain(&c, "g", &req(false, 500)).unwrap();
     let text = e.to_string();
-    assert!(text.contains("1. a/heavy  [weight 3 (100% chance to go first)]"), "{text}");
+    assert!(
+        text.contains("1. a/heavy  [weight 3 (100% chance to go first)]"),
+        "{text}"
+    );
     assert!(text.contains("2. a/backup  [fallback group `h`]"), "{text}");
-    assert!(text.contains("excluded: a/light: estimated prompt of 500 tokens exceeds the context window of 100"), "{text}");
+    assert!(
+        text.contains(
+            "excluded: a/light: estimated prompt of 500 tokens exceeds the context window of 100"
+        ),
+        "{text}"
+    );
 }

@@ -68,7 +68,10 @@ impl Runtime {
         let providers = config.providers.iter().map(Provider::new).collect();
         Runtime {
             health: Health::new(config.target_count, &config.routing),
-            affinity: Affinity::new(config.routing.affinity_max_sessions, config.routing.affinity_ttl),
+            affinity: Affinity::new(
+                config.routing.affinity_max_sessions,
+                config.routing.affinity_ttl,
+            ),
             auth: Authenticator::new(&config),
             providers,
             recorder: Arc::new(recorder),

@@ -108,6 +108,7 @@ impl Recorder {
         let served = o.served_by.and_then(|i| o.attempts.get(i));
         tracing::info!(
             request_id = %o.request_id,
+            parent_id = o.parent_id.as_deref().unwrap_or("-"),
             caller = o.caller.as_deref().unwrap_or("-"),
             surface = o.surface,
             group = o.group.as_deref().unwrap_or("-"),
