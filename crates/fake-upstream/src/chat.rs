@@ -338,6 +338,7 @@ fn event_stream(
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     let delay = Duration::from_millis(script.chunk_delay_ms);
     let cut = script.close_after_events;
+    let stall = script.stall_after_events;
     let state = (events.into_iter().enumerate(), Some(guard));
     futures_util::stream::unfold(state, move |(mut it, mut guard)| async move {
         let Some((i, ev)) = it.next() else {
@@ -348,6 +349,9 @@ fn event_stream(
             // Dropping the guard unfinished is not a client disconnect: mark it complete.
             guard.take()?.complete();
             return Some((Err(std::io::Error::other("scripted cut")), (it, None)));
+        }
+        if stall == Some(i) {
+            std::future::pending::<()>().await;
         }
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;

@@ -34,6 +34,8 @@ pub struct Script {
     pub hang: bool,
     /// Break the connection after this many streamed events, without `[DONE]`.
     pub close_after_events: Option<usize>,
+    /// Go silent (keep the connection open) after this many streamed events.
+    pub stall_after_events: Option<usize>,
 }
 
 /// A scripted tool call.

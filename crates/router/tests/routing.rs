@@ -456,3 +456,58 @@ async fn session_affinity_sticks_and_moves_when_the_target_cools_down() {
         assert_eq!(h.chat(&b).await.header("x-router-target").unwrap(), t1);
     }
 }
+
+#[tokio::test]
+async fn a_stalled_stream_ends_with_an_error_event() {
+    let mut h = Harness::with_config(
+        &cfg("[groups.one]\n[[groups.one.targets]]\nprovider = \"fake\"\nmodel = \"m\"\n").replace(
+            "base_url = \"FAKE\"",
+            "base_url = \"FAKE\"\nread_timeout_ms = 250",
+        ),
+    )
+    .await;
+    h.fake.enqueue(Script {
+        chunks: Some(vec!["a".into(), "b".into()]),
+        text: Some("ab".into()),
+        chunk_delay_ms: 150,
+        ..Script::default()
+    });
+    h.fake.enqueue(Script {
+        chunk_delay_ms: 1000,
+        ..Script::default()
+    });
+    let mut b = body("one");
+    b["stream"] = json!(true);
+    let ok = h.chat(&b).await;
+    assert_eq!(
+        ok.sse_data().last().map(String::as_str),
+        Some("[DONE]"),
+        "150 ms gaps are within 250 ms"
+    );
+    h.outcome().await;
+    let stalled = h.chat(&b).await;
+    assert_eq!(
+        stalled.status,
+        504,
+        "no first byte within the read timeout: {}",
+        stalled.text()
+    );
+    assert_eq!(h.outcome().await.error_kind, Some("timeout"));
+    h.fake.enqueue(Script {
+        stall_after_events: Some(2),
+        ..Script::default()
+    });
+    let t0 = std::time::Instant::now();
+    let mid = h.chat(&b).await;
+    assert_eq!(mid.status, 200);
+    let last: Value = serde_json::from_str(mid.sse_data().last().unwrap()).unwrap();
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer within 250 ms"),
+        "{last}"
+    );
+    assert!(t0.elapsed().as_millis() < 2000);
+    assert_eq!(h.outcome().await.error_kind, Some("timeout"));
+}
