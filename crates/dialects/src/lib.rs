@@ -13,9 +13,12 @@
 //! -> upstream; response bytes -> `openai_chat::decode::response_usage` or, for streams,
 //! `sse::Splitter` + `openai_chat::stream::tap_chunk`.
 
+pub mod anthropic_messages;
 pub mod canonical;
 pub mod openai_chat;
+pub mod passthrough;
 pub mod sse;
+pub mod translate;
 
 /// Why a request or response body could not be decoded.
 #[derive(Debug, thiserror::Error)]

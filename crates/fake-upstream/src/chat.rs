@@ -1,7 +1,8 @@
 //! The fake's OpenAI Chat Completions endpoint.
 
+use crate::agent::{Decision, ToolView, Turn, decide};
 use crate::script::{Script, ScriptUsage, example_from_schema};
-use crate::{ResponseGuard, Shared, before_headers, raw_response, with_headers};
+use crate::{ResponseGuard, Shared, before_headers, event_stream, raw_response, with_headers};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
@@ -14,7 +15,7 @@ use dialects::openai_chat::{Response as ChatResponse, error::encode_error};
 use dialects::sse;
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What the fake will answer, decided from the script and the request.
 struct Plan {
@@ -35,7 +36,7 @@ fn error_response(status: StatusCode, message: &str) -> Response {
 }
 
 /// `POST /v1/chat/completions`.
-pub async fn handle(
+pub(crate) async fn handle(
     State(shared): State<Arc<Shared>>,
     method: Method,
     uri: Uri,
@@ -124,16 +125,53 @@ pub async fn handle(
     )
 }
 
+/// What the agent logic sees in a Chat request.
+fn turn(req: &Request) -> Turn {
+    let text = |m: &Message| m.content.as_ref().map(|c| c.text()).unwrap_or_default();
+    Turn {
+        system: req
+            .messages
+            .iter()
+            .filter(|m| m.role == "system" || m.role == "developer")
+            .map(text)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        last_user: req
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == "user")
+            .map(text)
+            .unwrap_or_default(),
+        tools: req
+            .tools
+            .iter()
+            .flatten()
+            .map(|t| ToolView {
+                name: t.function.name.clone(),
+                schema: t.function.parameters.clone().unwrap_or(Value::Null),
+            })
+            .collect(),
+        has_tool_result: req.messages.last().is_some_and(|m| m.role == "tool"),
+        tools_off: req.tool_choice.as_ref().and_then(Value::as_str) == Some("none"),
+        forced: req
+            .tool_choice
+            .as_ref()
+            .and_then(|c| c.pointer("/function/name"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        images: req
+            .messages
+            .iter()
+            .filter_map(|m| m.content.as_ref())
+            .map(|c| c.image_count())
+            .sum(),
+    }
+}
+
 /// Decides text or tool calls, and usage.
 fn plan(req: &Request, script: &Script, body_len: usize) -> Plan {
     let tools = req.tools.as_deref().unwrap_or(&[]);
-    let choice_none = req.tool_choice.as_ref().and_then(Value::as_str) == Some("none");
-    let forced = req
-        .tool_choice
-        .as_ref()
-        .and_then(|c| c.pointer("/function/name"))
-        .and_then(Value::as_str);
-    let answered = req.messages.last().is_some_and(|m| m.role == "tool");
     let mut tool_calls: Vec<ToolCall> = script
         .tool_calls
         .iter()
@@ -150,31 +188,26 @@ fn plan(req: &Request, script: &Script, body_len: usize) -> Plan {
             tool_call(i, &c.name, &args)
         })
         .collect();
-    if tool_calls.is_empty()
-        && script.text.is_none()
-        && !tools.is_empty()
-        && !choice_none
-        && !answered
-    {
-        let tool = forced
-            .and_then(|n| tools.iter().find(|t| t.function.name == n))
-            .unwrap_or(&tools[0]);
-        let args = example_from_schema(tool.function.parameters.as_ref().unwrap_or(&Value::Null));
-        tool_calls.push(tool_call(0, &tool.function.name, &args));
-    }
-    let text = if !tool_calls.is_empty() {
-        None
-    } else if let Some(t) = &script.text {
-        Some(t.clone())
-    } else if let Some(schema) = req
+    let schema_answer = req
         .response_format
         .as_ref()
         .filter(|f| f.kind == "json_schema")
         .and_then(|f| f.json_schema.as_ref())
-    {
-        Some(example_from_schema(schema.get("schema").unwrap_or(&Value::Null)).to_string())
+        .map(|s| example_from_schema(s.get("schema").unwrap_or(&Value::Null)).to_string());
+    let text = if !tool_calls.is_empty() {
+        None
+    } else if let Some(t) = &script.text {
+        Some(t.clone())
+    } else if let Some(answer) = schema_answer {
+        Some(answer)
     } else {
-        Some(default_text(req))
+        match decide(&turn(req)) {
+            Decision::Text(t) => Some(t),
+            Decision::Call { name, input } => {
+                tool_calls.push(tool_call(0, &name, &input));
+                None
+            }
+        }
     };
     let out_len = text.as_ref().map_or(0, |t| t.len())
         + tool_calls
@@ -212,26 +245,6 @@ fn tool_call(i: usize, name: &str, args: &Value) -> ToolCall {
             arguments: args.to_string(),
         },
     }
-}
-
-fn default_text(req: &Request) -> String {
-    let last = req.messages.iter().rev().find(|m| m.role == "user");
-    let said = last
-        .and_then(|m| m.content.as_ref())
-        .map(|c| c.text())
-        .unwrap_or_default();
-    let said: String = said.chars().take(60).collect();
-    let images: usize = req
-        .messages
-        .iter()
-        .filter_map(|m| m.content.as_ref())
-        .map(|c| c.image_count())
-        .sum();
-    let mut text = format!("This is the fake upstream answering: {said}");
-    if images > 0 {
-        text.push_str(&format!(" (I saw {images} image(s))"));
-    }
-    text
 }
 
 /// The SSE events of a streamed answer, in order.
@@ -328,34 +341,4 @@ fn stream_events(
     }
     out.push(sse::encode(None, b"[DONE]"));
     out
-}
-
-/// Streams the events with the script's pacing; breaks the connection where scripted.
-fn event_stream(
-    events: Vec<Bytes>,
-    script: &Script,
-    guard: ResponseGuard,
-) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-    let delay = Duration::from_millis(script.chunk_delay_ms);
-    let cut = script.close_after_events;
-    let stall = script.stall_after_events;
-    let state = (events.into_iter().enumerate(), Some(guard));
-    futures_util::stream::unfold(state, move |(mut it, mut guard)| async move {
-        let Some((i, ev)) = it.next() else {
-            guard.take()?.complete();
-            return None;
-        };
-        if cut == Some(i) {
-            // Dropping the guard unfinished is not a client disconnect: mark it complete.
-            guard.take()?.complete();
-            return Some((Err(std::io::Error::other("scripted cut")), (it, None)));
-        }
-        if stall == Some(i) {
-            std::future::pending::<()>().await;
-        }
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
-        Some((Ok(ev), (it, guard)))
-    })
 }

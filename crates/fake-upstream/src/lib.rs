@@ -10,9 +10,12 @@
 //! Control endpoints: `GET /_fake/requests` (recorded requests), `DELETE /_fake/requests`
 //! (forget them), `POST /_fake/scripts` (queue one script or an array), `GET /_fake/stats`.
 
+mod agent;
+mod anthropic;
 mod chat;
 mod script;
 
+pub use agent::{Decision, ToolView, Turn, decide, file_task};
 pub use script::{Script, ScriptUsage, ToolCall, example_from_schema};
 
 use axum::Json;
@@ -29,6 +32,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// One request as the fake received it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -246,11 +250,26 @@ pub fn app(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat::handle))
         .route("/chat/completions", post(chat::handle))
+        .route("/v1/messages", post(anthropic::handle))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/_fake/requests", get(list_requests).delete(clear_requests))
         .route("/_fake/scripts", post(push_scripts))
         .route("/_fake/stats", get(stats))
         .route("/", any(|| async { "fake-upstream" }))
+        .fallback(unknown)
         .with_state(shared)
+}
+
+/// Records requests to unknown paths too (to learn what a client sends), answering 404.
+async fn unknown(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    s.record(&method, &uri, &headers, &body);
+    (StatusCode::NOT_FOUND, "fake-upstream: no such endpoint").into_response()
 }
 
 async fn list_requests(State(s): State<Arc<Shared>>) -> Response {
@@ -319,4 +338,34 @@ pub(crate) fn with_headers(mut resp: Response, script: &Script) -> Response {
         }
     }
     resp
+}
+
+/// Streams the events with the script's pacing; breaks the connection where scripted.
+pub(crate) fn event_stream(
+    events: Vec<Bytes>,
+    script: &Script,
+    guard: ResponseGuard,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    let delay = Duration::from_millis(script.chunk_delay_ms);
+    let cut = script.close_after_events;
+    let stall = script.stall_after_events;
+    let state = (events.into_iter().enumerate(), Some(guard));
+    futures_util::stream::unfold(state, move |(mut it, mut guard)| async move {
+        let Some((i, ev)) = it.next() else {
+            guard.take()?.complete();
+            return None;
+        };
+        if cut == Some(i) {
+            // Dropping the guard unfinished is not a client disconnect: mark it complete.
+            guard.take()?.complete();
+            return Some((Err(std::io::Error::other("scripted cut")), (it, None)));
+        }
+        if stall == Some(i) {
+            std::future::pending::<()>().await;
+        }
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        Some((Ok(ev), (it, guard)))
+    })
 }

@@ -4,7 +4,7 @@
 use crate::upstream::UpstreamError;
 use axum::body::Body;
 use axum::response::Response;
-use dialects::{DecodeError, Dialect, openai_chat};
+use dialects::{DecodeError, Dialect, translate};
 use http::{HeaderValue, StatusCode};
 use std::time::Duration;
 
@@ -174,35 +174,33 @@ impl Error {
 
     /// The response for a caller speaking `dialect`.
     pub fn into_response(self, dialect: Dialect) -> Response {
-        let status = self.status();
-        let body = match (&self, dialect) {
+        let status = self.status().as_u16();
+        let (status, body) = match &self {
             // An upstream's own rejection of the request goes back unchanged when it is
-            // already in the caller's shape.
-            (Error::Upstream(UpstreamError::Status { body, .. }), Dialect::OpenAiChat)
-                if !self.retryable_upstream() && openai_chat::error::is_error_body(body) =>
-            {
-                body.to_vec()
-            }
-            (Error::Upstream(UpstreamError::Status { body, provider, .. }), _)
+            // already in the caller's shape; otherwise its message is rewrapped.
+            Error::Upstream(UpstreamError::Status { body, provider, .. })
                 if !self.retryable_upstream() =>
             {
-                let msg = openai_chat::error::error_message(body).unwrap_or_else(|| {
-                    format!(
-                        "provider {provider} rejected the request (HTTP {})",
-                        status.as_u16()
-                    )
-                });
-                openai_chat::error::encode_error(status.as_u16(), &msg, None, None)
+                if translate::is_error_body(dialect, body) {
+                    (status, body.to_vec())
+                } else {
+                    let msg = translate::error_message(body).unwrap_or_else(|| {
+                        format!("provider {provider} rejected the request (HTTP {status})")
+                    });
+                    translate::encode_error(dialect, status, &msg, None, None)
+                }
             }
-            _ => openai_chat::error::encode_error(
-                status.as_u16(),
+            _ => translate::encode_error(
+                dialect,
+                status,
                 &self.to_string(),
                 self.param(),
                 self.code(),
             ),
         };
         let mut resp = Response::new(Body::from(body));
-        *resp.status_mut() = status;
+        *resp.status_mut() =
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let h = resp.headers_mut();
         h.insert(
             http::header::CONTENT_TYPE,
@@ -223,14 +221,11 @@ impl Error {
 
     /// The final SSE event for this error once a stream has begun.
     pub fn stream_event(&self, dialect: Dialect) -> bytes::Bytes {
-        match dialect {
-            Dialect::OpenAiChat | Dialect::OpenAiResponses | Dialect::AnthropicMessages => {
-                openai_chat::error::encode_stream_error(
-                    self.status().as_u16(),
-                    &self.to_string(),
-                    self.code(),
-                )
-            }
-        }
+        translate::encode_stream_error(
+            dialect,
+            self.status().as_u16(),
+            &self.to_string(),
+            self.code(),
+        )
     }
 }

@@ -14,3 +14,19 @@ pub struct Usage {
     /// Completion tokens spent on reasoning.
     pub reasoning_tokens: u64,
 }
+
+impl Usage {
+    /// Takes every non-zero count of `later` (streams report usage in pieces).
+    pub fn merge(&mut self, later: Usage) {
+        let pick = |a: &mut u64, b: u64| {
+            if b != 0 {
+                *a = b;
+            }
+        };
+        pick(&mut self.input_tokens, later.input_tokens);
+        pick(&mut self.cached_input_tokens, later.cached_input_tokens);
+        pick(&mut self.cache_write_tokens, later.cache_write_tokens);
+        pick(&mut self.output_tokens, later.output_tokens);
+        pick(&mut self.reasoning_tokens, later.reasoning_tokens);
+    }
+}

@@ -1,28 +1,17 @@
-//! Decoding Chat Completions bodies on the passthrough path: one borrowed parse that yields the
-//! canonical summary and the byte spans the rewriter needs, without building the full types.
+//! Decoding Chat Completions bodies: the passthrough inspection (one borrowed parse that yields
+//! the summary and the byte spans the rewriter needs), and full decoding into the canonical
+//! model for translation.
 
 use crate::DecodeError;
-use crate::canonical::{Needs, RequestSummary, Usage};
-use serde::Deserialize;
-use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use crate::canonical::{
+    self, FinishReason, ImageSource, Message, Needs, Part, Reasoning, RequestSummary,
+    ResponseFormat, Role, Tool, ToolChoice, Usage, Warning,
+};
+use crate::passthrough::{Inspected, Stats, object_start, raw_u32, span_of};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
-use std::ops::Range;
-
-/// A request inspected for passthrough: its summary and where the fields to rewrite sit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Inspected {
-    /// The canonical summary.
-    pub summary: RequestSummary,
-    /// Byte span of the `model` value (the JSON string, quotes included).
-    pub model_span: Range<usize>,
-    /// Byte span and text of the `stream_options` value, when present (even if `null`).
-    pub stream_options: Option<(Range<usize>, String)>,
-    /// The caller asked for `stream_options.include_usage: true`.
-    pub include_usage: bool,
-    /// Offset of the body's opening `{`.
-    pub object_start: usize,
-}
 
 fn always_some<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
     <&RawValue>::deserialize(d).map(Some)
@@ -33,7 +22,7 @@ struct RequestView<'a> {
     #[serde(borrow, default, deserialize_with = "always_some")]
     model: Option<&'a RawValue>,
     #[serde(default)]
-    messages: Option<Vec<MessageView>>,
+    messages: Option<Vec<Stats>>,
     #[serde(default)]
     stream: Option<bool>,
     #[serde(borrow, default, deserialize_with = "always_some")]
@@ -44,10 +33,10 @@ struct RequestView<'a> {
     functions: Option<Vec<&'a RawValue>>,
     #[serde(borrow, default)]
     response_format: Option<FormatView<'a>>,
-    #[serde(default)]
-    max_tokens: Option<u64>,
-    #[serde(default)]
-    max_completion_tokens: Option<u64>,
+    #[serde(borrow, default)]
+    max_tokens: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    max_completion_tokens: Option<&'a RawValue>,
     #[serde(default)]
     prompt_cache_key: Option<String>,
 }
@@ -58,83 +47,26 @@ struct FormatView<'a> {
     kind: Cow<'a, str>,
 }
 
-#[derive(Deserialize)]
-struct MessageView {
-    #[serde(default)]
-    content: Option<ContentView>,
-    #[serde(default)]
-    tool_calls: Option<IgnoredAny>,
-}
-
-/// Text size and image count of one message's content, gathered while parsing.
-#[derive(Default)]
-struct ContentView {
-    text_bytes: usize,
-    images: usize,
-}
-
-#[derive(Deserialize)]
-struct PartView<'a> {
-    #[serde(borrow, rename = "type")]
-    kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    text: Option<&'a RawValue>,
-}
-
-impl<'de> Deserialize<'de> for ContentView {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = ContentView;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a string or an array of content parts")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<ContentView, E> {
-                Ok(ContentView {
-                    text_bytes: s.len(),
-                    images: 0,
-                })
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ContentView, A::Error> {
-                let mut out = ContentView::default();
-                while let Some(part) = seq.next_element::<PartView<'de>>()? {
-                    if matches!(part.kind.as_ref(), "image_url" | "input_image") {
-                        out.images += 1;
-                    }
-                    out.text_bytes += part.text.map_or(0, |t| t.get().len());
-                }
-                Ok(out)
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<ContentView, E> {
-                Ok(ContentView::default())
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-fn span_of(body: &[u8], raw: &RawValue) -> Range<usize> {
-    let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
-    start..start + raw.get().len()
-}
-
-/// Inspects a Chat request in one borrowed parse: summary, `model` span, `stream_options`.
-pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
-    let view: RequestView<'_> = serde_json::from_slice(body)?;
-    let model_raw = view
-        .model
-        .ok_or(DecodeError::MissingField { field: "model" })?;
-    let group: String =
-        serde_json::from_str(model_raw.get()).map_err(|_| DecodeError::InvalidField {
-            field: "model",
-            reason: "must be a string",
-        })?;
+/// The `model` string from its raw value, validated.
+pub(crate) fn model_of(raw: Option<&RawValue>) -> Result<String, DecodeError> {
+    let raw = raw.ok_or(DecodeError::MissingField { field: "model" })?;
+    let group: String = serde_json::from_str(raw.get()).map_err(|_| DecodeError::InvalidField {
+        field: "model",
+        reason: "must be a string",
+    })?;
     if group.is_empty() {
         return Err(DecodeError::InvalidField {
             field: "model",
             reason: "must not be empty",
         });
     }
+    Ok(group)
+}
+
+/// Inspects a Chat request in one borrowed parse: summary, `model` span, `stream_options`.
+pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
+    let view: RequestView<'_> = serde_json::from_slice(body)?;
+    let group = model_of(view.model)?;
     let messages = view
         .messages
         .ok_or(DecodeError::MissingField { field: "messages" })?;
@@ -144,60 +76,48 @@ pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
             reason: "must contain at least one message",
         });
     }
-    let tools_bytes: usize = view
-        .tools
-        .iter()
-        .chain(view.functions.iter())
-        .flatten()
-        .map(|t| t.get().len())
-        .sum();
-    let has_tools = view.tools.as_ref().is_some_and(|t| !t.is_empty())
-        || view.functions.as_ref().is_some_and(|t| !t.is_empty());
-    let (text_bytes, images) = messages
-        .iter()
-        .filter_map(|m| m.content.as_ref())
-        .fold((0usize, 0usize), |(t, i), c| {
-            (t + c.text_bytes, i + c.images)
-        });
-    let tool_call_msgs = messages.iter().filter(|m| m.tool_calls.is_some()).count();
-    let include_usage = match view.stream_options {
-        Some(raw) => serde_json::from_str::<serde_json::Value>(raw.get())
+    let tools = view.tools.iter().chain(view.functions.iter()).flatten();
+    let tools_bytes: usize = tools.clone().map(|t| t.get().len()).sum();
+    let has_tools = tools.count() > 0;
+    let stats = messages.iter().fold(Stats::default(), |a, m| Stats {
+        text_bytes: a.text_bytes + m.text_bytes,
+        images: a.images + m.images,
+        items: a.items + m.items,
+    });
+    let include_usage = view.stream_options.is_some_and(|raw| {
+        serde_json::from_str::<Value>(raw.get())
             .ok()
-            .and_then(|v| v.get("include_usage").and_then(|b| b.as_bool()))
-            .unwrap_or(false),
-        None => false,
-    };
-    // About four bytes of text per token, a fixed cost per message, ~85 tokens per image.
-    let estimate = (text_bytes + tools_bytes) / 4 + messages.len() * 4 + tool_call_msgs * 16;
-    let estimate = estimate + images * 85;
-    let object_start = body
-        .iter()
-        .position(|b| *b == b'{')
-        .expect("a body that parsed as an object has an opening brace");
+            .and_then(|v| v.get("include_usage").and_then(Value::as_bool))
+            .unwrap_or(false)
+    });
     Ok(Inspected {
+        dialect: crate::Dialect::OpenAiChat,
         summary: RequestSummary {
             group,
             stream: view.stream.unwrap_or(false),
             needs: Needs {
                 tools: has_tools,
-                images: images > 0,
+                images: stats.images > 0,
                 json_schema: view
                     .response_format
                     .is_some_and(|f| f.kind == "json_schema"),
             },
-            estimated_prompt_tokens: u32::try_from(estimate).unwrap_or(u32::MAX),
-            max_output_tokens: view
-                .max_completion_tokens
-                .or(view.max_tokens)
-                .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+            estimated_prompt_tokens: stats
+                .estimate_tokens()
+                .saturating_add((tools_bytes / 4) as u32),
+            max_output_tokens: raw_u32(view.max_completion_tokens.or(view.max_tokens)),
             session_key: view.prompt_cache_key.filter(|k| !k.is_empty()),
         },
-        model_span: span_of(body, model_raw),
+        model_span: span_of(body, view.model.expect("model_of checked it")),
         stream_options: view
             .stream_options
             .map(|raw| (span_of(body, raw), raw.get().to_string())),
         include_usage,
-        object_start,
+        object_start: object_start(body),
+        max_tokens_span: view
+            .max_completion_tokens
+            .or(view.max_tokens)
+            .map(|r| span_of(body, r)),
     })
 }
 
@@ -211,6 +131,243 @@ struct UsageView {
 pub fn response_usage(body: &[u8]) -> Result<Option<Usage>, DecodeError> {
     let view: UsageView = serde_json::from_slice(body)?;
     Ok(view.usage.map(Usage::from))
+}
+
+/// Fields of a Chat request that no other dialect takes: dropped with a warning.
+const DROPPED: &[&str] = &[
+    "n",
+    "logprobs",
+    "top_logprobs",
+    "logit_bias",
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+    "service_tier",
+    "store",
+    "metadata",
+    "modalities",
+    "audio",
+    "prediction",
+    "web_search_options",
+    "verbosity",
+];
+
+/// Text parts and images of Chat content.
+fn content_parts(c: &super::types::Content, warnings: &mut Vec<Warning>) -> Vec<Part> {
+    match c {
+        super::types::Content::Text(t) => vec![Part::Text(t.clone())],
+        super::types::Content::Parts(parts) => parts
+            .iter()
+            .filter_map(|p| match p.get("type").and_then(Value::as_str) {
+                Some("text") => Some(Part::Text(p["text"].as_str().unwrap_or("").to_string())),
+                Some("image_url") => {
+                    let url = p
+                        .pointer("/image_url/url")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    Some(Part::Image(ImageSource::from_url(url)))
+                }
+                other => {
+                    warnings.push(Warning(format!(
+                        "content part of type {} dropped",
+                        other.unwrap_or("(none)")
+                    )));
+                    None
+                }
+            })
+            .collect(),
+    }
+}
+
+fn text_of(c: &Option<super::types::Content>) -> String {
+    c.as_ref().map(|c| c.text()).unwrap_or_default()
+}
+
+/// Decodes a Chat request into the canonical model.
+pub fn decode_request(body: &[u8]) -> Result<(canonical::Request, Vec<Warning>), DecodeError> {
+    let req: super::Request = serde_json::from_slice(body)?;
+    let mut w = Vec::new();
+    let mut out = canonical::Request {
+        model: req.model.clone(),
+        stream: req.stream.unwrap_or(false),
+        max_tokens: req
+            .max_completion_tokens
+            .or(req.max_tokens)
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+        ..canonical::Request::default()
+    };
+    for m in &req.messages {
+        match m.role.as_str() {
+            "system" | "developer" => out.system.push(text_of(&m.content)),
+            "user" => {
+                let parts = m
+                    .content
+                    .as_ref()
+                    .map(|c| content_parts(c, &mut w))
+                    .unwrap_or_default();
+                push(&mut out.messages, Role::User, parts);
+            }
+            "assistant" => {
+                let mut parts = Vec::new();
+                if let Some(r) = m.extra.get("reasoning_content").and_then(Value::as_str) {
+                    parts.push(Part::Reasoning {
+                        text: r.to_string(),
+                        signature: None,
+                        encrypted: None,
+                    });
+                }
+                let text = text_of(&m.content);
+                if !text.is_empty() {
+                    parts.push(Part::Text(text));
+                }
+                for c in m.tool_calls.iter().flatten() {
+                    parts.push(Part::ToolCall {
+                        id: c.id.clone(),
+                        name: c.function.name.clone(),
+                        arguments: c.function.arguments.clone(),
+                    });
+                }
+                push(&mut out.messages, Role::Assistant, parts);
+            }
+            "tool" => {
+                let content = m
+                    .content
+                    .as_ref()
+                    .map(|c| content_parts(c, &mut w))
+                    .unwrap_or_default();
+                let part = Part::ToolResult {
+                    call_id: m.tool_call_id.clone().unwrap_or_default(),
+                    content,
+                    is_error: false,
+                };
+                push(&mut out.messages, Role::User, vec![part]);
+            }
+            other => w.push(Warning(format!("message with role {other} dropped"))),
+        }
+    }
+    for t in req.tools.iter().flatten() {
+        out.tools.push(Tool {
+            name: t.function.name.clone(),
+            description: t.function.description.clone(),
+            parameters: t
+                .function
+                .parameters
+                .clone()
+                .unwrap_or_else(|| serde_json::json!({"type": "object"})),
+        });
+    }
+    out.tool_choice = req.tool_choice.as_ref().and_then(|c| match c {
+        Value::String(s) if s == "auto" => Some(ToolChoice::Auto),
+        Value::String(s) if s == "none" => Some(ToolChoice::None),
+        Value::String(s) if s == "required" => Some(ToolChoice::Required),
+        v => v
+            .pointer("/function/name")
+            .and_then(Value::as_str)
+            .map(|n| ToolChoice::Tool(n.to_string())),
+    });
+    out.response_format = req
+        .response_format
+        .as_ref()
+        .and_then(|f| match f.kind.as_str() {
+            "json_object" => Some(ResponseFormat::JsonObject),
+            "json_schema" => {
+                let js = f.json_schema.clone().unwrap_or_default();
+                Some(ResponseFormat::JsonSchema {
+                    name: js["name"].as_str().unwrap_or("response").to_string(),
+                    schema: js
+                        .get("schema")
+                        .cloned()
+                        .unwrap_or_else(|| serde_json::json!({})),
+                    strict: js.get("strict").and_then(Value::as_bool),
+                })
+            }
+            _ => None,
+        });
+    let x = &req.extra;
+    out.parallel_tool_calls = x.get("parallel_tool_calls").and_then(Value::as_bool);
+    out.temperature = x.get("temperature").and_then(Value::as_f64);
+    out.top_p = x.get("top_p").and_then(Value::as_f64);
+    out.stop = match x.get("stop") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => Vec::new(),
+    };
+    out.user = x.get("user").and_then(Value::as_str).map(str::to_string);
+    if let Some(e) = x.get("reasoning_effort").and_then(Value::as_str) {
+        out.reasoning = Some(Reasoning {
+            effort: Some(e.to_string()),
+            budget_tokens: None,
+        });
+    }
+    for k in DROPPED {
+        if x.get(*k).is_some_and(|v| !v.is_null()) {
+            w.push(Warning(format!("{k} dropped")));
+        }
+    }
+    Ok((out, w))
+}
+
+/// Appends parts to the last message when it has the same role, else starts a message.
+pub(crate) fn push(messages: &mut Vec<Message>, role: Role, parts: Vec<Part>) {
+    match messages.last_mut() {
+        Some(last) if last.role == role => last.parts.extend(parts),
+        _ => messages.push(Message { role, parts }),
+    }
+}
+
+/// The canonical finish reason of a Chat `finish_reason`.
+pub fn finish_reason(s: &str) -> FinishReason {
+    match s {
+        "length" => FinishReason::Length,
+        "tool_calls" | "function_call" => FinishReason::ToolCalls,
+        "content_filter" => FinishReason::ContentFilter,
+        _ => FinishReason::Stop,
+    }
+}
+
+/// Decodes a non-stream Chat response into the canonical model.
+pub fn decode_response(body: &[u8]) -> Result<canonical::Response, DecodeError> {
+    let r: super::Response = serde_json::from_slice(body)?;
+    let choice = r
+        .choices
+        .into_iter()
+        .next()
+        .ok_or(DecodeError::MissingField { field: "choices" })?;
+    let m = choice.message;
+    let mut parts = Vec::new();
+    if let Some(t) = m.extra.get("reasoning_content").and_then(Value::as_str) {
+        parts.push(Part::Reasoning {
+            text: t.to_string(),
+            signature: None,
+            encrypted: None,
+        });
+    }
+    let text = text_of(&m.content);
+    if !text.is_empty() {
+        parts.push(Part::Text(text));
+    }
+    for c in m.tool_calls.into_iter().flatten() {
+        parts.push(Part::ToolCall {
+            id: c.id,
+            name: c.function.name,
+            arguments: c.function.arguments,
+        });
+    }
+    Ok(canonical::Response {
+        id: r.id,
+        model: r.model,
+        parts,
+        finish: choice
+            .finish_reason
+            .as_deref()
+            .map_or(FinishReason::Stop, finish_reason),
+        stop_sequence: None,
+        usage: r.usage.map(Usage::from).unwrap_or_default(),
+    })
 }
 
 #[cfg(test)]

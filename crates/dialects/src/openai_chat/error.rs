@@ -3,7 +3,6 @@
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// An OpenAI error body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,21 +66,10 @@ pub fn is_error_body(body: &[u8]) -> bool {
     serde_json::from_slice::<ErrorBody>(body).is_ok()
 }
 
-/// The message of an upstream error body in any common shape (`error.message`, `error` as a
-/// string, `message`, `detail`), for wrapping a foreign body into ours.
-pub fn error_message(body: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(body).ok()?;
-    let pick = |v: &Value| v.as_str().map(str::to_string);
-    v.pointer("/error/message")
-        .and_then(pick)
-        .or_else(|| v.get("error").and_then(pick))
-        .or_else(|| v.get("message").and_then(pick))
-        .or_else(|| v.get("detail").and_then(pick))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn shape_and_types() {
@@ -98,7 +86,7 @@ mod tests {
         assert!(is_error_body(&b));
         assert_eq!(error_type(502), "server_error");
         assert_eq!(
-            error_message(br#"{"detail":"bad"}"#).as_deref(),
+            crate::translate::error_message(br#"{"detail":"bad"}"#).as_deref(),
             Some("bad")
         );
         assert!(!is_error_body(br#"{"detail":"bad"}"#));

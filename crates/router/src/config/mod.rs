@@ -102,11 +102,16 @@ pub struct StoreConfig {
 pub enum ProviderKind {
     /// OpenAI Chat Completions and every compatible server.
     OpenAi,
+    /// Anthropic Messages.
+    Anthropic,
 }
 
 impl ProviderKind {
     /// Every kind with its config spelling.
-    pub const ALL: &'static [(&'static str, ProviderKind)] = &[("openai", ProviderKind::OpenAi)];
+    pub const ALL: &'static [(&'static str, ProviderKind)] = &[
+        ("openai", ProviderKind::OpenAi),
+        ("anthropic", ProviderKind::Anthropic),
+    ];
 }
 
 /// `[providers.NAME]`, validated.
@@ -210,6 +215,8 @@ pub struct TargetConfig {
     pub capabilities: Capabilities,
     /// Largest prompt in tokens.
     pub context_window: Option<u64>,
+    /// Largest output the model takes; larger requests are clamped.
+    pub max_output_tokens: Option<u32>,
     /// Prices.
     pub price: Option<Price>,
 }

@@ -220,6 +220,9 @@ pub struct RawTarget {
     /// Largest prompt, in tokens, the model takes.
     #[serde(default)]
     pub context_window: Option<u64>,
+    /// Largest output, in tokens, the model takes (larger requests are clamped).
+    #[serde(default)]
+    pub max_output_tokens: Option<u32>,
     /// USD per million tokens.
     #[serde(default)]
     pub price: Option<RawPrice>,

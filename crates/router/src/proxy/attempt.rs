@@ -9,6 +9,7 @@ use crate::server::AppState;
 use crate::upstream::{AttemptHeaders, Provider, UpstreamError};
 use crate::usage::{Attempt, Outcome};
 use bytes::Bytes;
+use dialects::Dialect;
 use dialects::canonical::Usage;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -35,6 +36,8 @@ pub struct Committed {
     pub provider: usize,
     /// Id of the target that answered.
     pub target: usize,
+    /// The dialect the answering provider speaks.
+    pub dialect: Dialect,
     /// The upstream response head.
     pub head: http::response::Parts,
     /// The body.
@@ -44,9 +47,13 @@ pub struct Committed {
 /// What one request needs from the loop.
 pub struct Exchange<'a, B, W>
 where
-    B: FnMut(&TargetConfig) -> Bytes,
-    W: Fn(&[u8]) -> Result<Option<Usage>, &'static str>,
+    B: FnMut(&TargetConfig, Dialect) -> Result<Bytes, Error>,
+    W: Fn(Dialect, &[u8]) -> Result<Option<Usage>, &'static str>,
 {
+    /// The caller's dialect.
+    pub surface: Dialect,
+    /// Caller headers passed on to upstreams of the caller's own dialect.
+    pub forward: Vec<(http::HeaderName, http::HeaderValue)>,
     /// The request id sent upstream.
     pub request_id: &'a str,
     /// This router's name, sent upstream as the parent id.
@@ -57,9 +64,9 @@ where
     pub deadline: Instant,
     /// The whole budget, for messages.
     pub budget: Duration,
-    /// Builds the upstream body for a target.
+    /// Builds the upstream body for a target speaking a dialect.
     pub build_body: B,
-    /// Checks a whole (non-stream) upstream body and reads its usage.
+    /// Checks a whole (non-stream) upstream body of a dialect and reads its usage.
     pub inspect_whole: W,
 }
 
@@ -73,8 +80,8 @@ pub async fn run<B, W>(
     outcome: &mut Outcome,
 ) -> Result<Committed, Error>
 where
-    B: FnMut(&TargetConfig) -> Bytes,
-    W: Fn(&[u8]) -> Result<Option<Usage>, &'static str>,
+    B: FnMut(&TargetConfig, Dialect) -> Result<Bytes, Error>,
+    W: Fn(Dialect, &[u8]) -> Result<Option<Usage>, &'static str>,
 {
     let routing = &state.config.routing;
     let mut last: Option<UpstreamError> = None;
@@ -104,7 +111,7 @@ where
                 break 'targets;
             }
             made += 1;
-            let body = (ex.build_body)(target);
+            let body = (ex.build_body)(target, provider.dialect())?;
             let result = attempt(provider, body, &ex, now, routing.hop_margin).await;
             let latency = now.elapsed();
             let r = outcome.get_mut();
@@ -125,6 +132,7 @@ where
                     return Ok(Committed {
                         provider: target.provider,
                         target: target.id,
+                        dialect: provider.dialect(),
                         head,
                         reply,
                     });
@@ -174,8 +182,8 @@ async fn attempt<B, W>(
     hop_margin: Duration,
 ) -> Result<(http::response::Parts, Reply), UpstreamError>
 where
-    B: FnMut(&TargetConfig) -> Bytes,
-    W: Fn(&[u8]) -> Result<Option<Usage>, &'static str>,
+    B: FnMut(&TargetConfig, Dialect) -> Result<Bytes, Error>,
+    W: Fn(Dialect, &[u8]) -> Result<Option<Usage>, &'static str>,
 {
     let wait = ex
         .deadline
@@ -191,6 +199,11 @@ where
         stream: ex.stream,
         timeout_ms: left.saturating_sub(hop_margin).as_millis().max(1) as u64,
         parent_id: ex.parent_id,
+        forward: if provider.dialect() == ex.surface {
+            &ex.forward
+        } else {
+            &[]
+        },
     };
     let until = tokio::time::Instant::from_std(now + wait);
     let resp = tokio::time::timeout_at(until, provider.send(body, headers))
@@ -207,9 +220,11 @@ where
             .map_err(|_| timeout())?
             .map_err(|e| broken(e.to_string()))?
             .to_bytes();
-        (ex.inspect_whole)(&collected).map_err(|reason| UpstreamError::InvalidResponse {
-            provider: provider.name.clone(),
-            reason,
+        (ex.inspect_whole)(provider.dialect(), &collected).map_err(|reason| {
+            UpstreamError::InvalidResponse {
+                provider: provider.name.clone(),
+                reason,
+            }
         })?;
         return Ok((head, Reply::Whole(collected)));
     }

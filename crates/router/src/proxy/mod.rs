@@ -3,15 +3,55 @@
 
 mod attempt;
 mod body;
-mod chat;
-mod sse_tap;
+mod count_tokens;
+mod exchange;
+mod stream_body;
 
-pub use chat::chat_completions;
+pub use count_tokens::count_tokens;
 
+use crate::auth::Caller;
 use crate::server::{AppState, RequestContext};
-use crate::usage::RequestOutcome;
+use crate::usage::{Outcome, RequestOutcome};
+use axum::Extension;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::Response;
+use dialects::Dialect;
 use http::{HeaderMap, HeaderValue};
 use std::time::{Duration, Instant};
+
+/// `POST /v1/chat/completions`.
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    exchange::handle(state, ctx, headers, body, Dialect::OpenAiChat).await
+}
+
+/// `POST /v1/messages` (a `?beta=true` query is accepted and ignored).
+pub async fn messages(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    exchange::handle(state, ctx, headers, body, Dialect::AnthropicMessages).await
+}
+
+/// Records the caller on the outcome, and the parent router's id when there is one.
+fn record_caller(outcome: &mut Outcome, caller: &Caller, headers: &HeaderMap) {
+    let r = outcome.get_mut();
+    r.caller = Some(caller.name.clone());
+    r.project = caller.project.clone();
+    r.team = caller.team.clone();
+    r.environment = caller.environment.clone();
+    r.parent_id = headers
+        .get("x-router-parent-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+}
 
 /// The request's budget: the group's (or the server's) timeout, lowered by the caller's
 /// `x-router-timeout-ms`, never raised.

@@ -7,6 +7,11 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde_json::json;
 
+/// Claude Code's connectivity check (`HEAD /api/hello` on its base URL): answered without auth.
+pub async fn hello() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
 /// The process is up.
 pub async fn livez() -> Response {
     Json(json!({"status": "ok"})).into_response()

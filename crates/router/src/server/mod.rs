@@ -102,6 +102,12 @@ pub type AppState = Arc<Runtime>;
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(crate::proxy::chat_completions))
+        .route("/v1/messages", post(crate::proxy::messages))
+        .route(
+            "/v1/messages/count_tokens",
+            post(crate::proxy::count_tokens),
+        )
+        .route("/api/hello", axum::routing::any(health::hello))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::get_one))
         .route("/livez", get(health::livez))

@@ -32,19 +32,44 @@ fn model_object(name: &str) -> Value {
     json!({"id": name, "object": "model", "created": CREATED, "owned_by": "smart-router"})
 }
 
-/// Lists the caller's groups in OpenAI list shape.
+/// The dialect a models request speaks: Anthropic when it carries `anthropic-version`.
+fn dialect_of(headers: &HeaderMap) -> Dialect {
+    if headers.contains_key("anthropic-version") {
+        Dialect::AnthropicMessages
+    } else {
+        Dialect::OpenAiChat
+    }
+}
+
+/// One group as an Anthropic model object.
+fn anthropic_model(name: &str) -> Value {
+    json!({"type": "model", "id": name, "display_name": name, "created_at": "2023-11-14T22:13:20Z"})
+}
+
+/// Lists the caller's groups in OpenAI list shape, or Anthropic's when asked with
+/// `anthropic-version`.
 pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let dialect = dialect_of(&headers);
     let caller = match require_caller(&state, &headers) {
         Ok(c) => c,
-        Err(e) => return e.into_response(Dialect::OpenAiChat),
+        Err(e) => return e.into_response(dialect),
     };
-    let data: Vec<Value> = state
+    let names: Vec<&str> = state
         .config
         .groups
         .iter()
         .filter(|g| caller.may_use(&g.name))
-        .map(|g| model_object(&g.name))
+        .map(|g| g.name.as_str())
         .collect();
+    if dialect == Dialect::AnthropicMessages {
+        let data: Vec<Value> = names.iter().map(|n| anthropic_model(n)).collect();
+        return Json(json!({
+            "data": data, "has_more": false,
+            "first_id": names.first(), "last_id": names.last(),
+        }))
+        .into_response();
+    }
+    let data: Vec<Value> = names.iter().map(|n| model_object(n)).collect();
     Json(json!({"object": "list", "data": data})).into_response()
 }
 
@@ -54,12 +79,16 @@ pub async fn get_one(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
+    let dialect = dialect_of(&headers);
     let caller = match require_caller(&state, &headers) {
         Ok(c) => c,
-        Err(e) => return e.into_response(Dialect::OpenAiChat),
+        Err(e) => return e.into_response(dialect),
     };
     match state.config.group(&id) {
+        Some(g) if caller.may_use(&g.name) && dialect == Dialect::AnthropicMessages => {
+            Json(anthropic_model(&g.name)).into_response()
+        }
         Some(g) if caller.may_use(&g.name) => Json(model_object(&g.name)).into_response(),
-        _ => Error::ModelNotFound { group: id }.into_response(Dialect::OpenAiChat),
+        _ => Error::ModelNotFound { group: id }.into_response(dialect),
     }
 }

@@ -1,6 +1,7 @@
 //! Upstream providers: one module per provider kind implementing [`Upstream`], and the shared
 //! HTTP client ([`Provider`]) that sends an attempt and classifies its failure.
 
+mod anthropic;
 mod openai;
 
 use crate::config::{ProviderConfig, ProviderKind, Secret};
@@ -20,6 +21,10 @@ pub trait Upstream: Send + Sync + std::fmt::Debug {
     fn dialect(&self) -> Dialect;
     /// Path appended to the provider's `base_url` for a generation request.
     fn path(&self) -> &'static str;
+    /// Path for token counting, when the kind has such an endpoint.
+    fn count_tokens_path(&self) -> Option<&'static str> {
+        None
+    }
     /// Sets the provider credential (and any protocol headers) on an outgoing request.
     fn authorize(&self, key: Option<&Secret>, headers: &mut HeaderMap);
 }
@@ -28,6 +33,7 @@ pub trait Upstream: Send + Sync + std::fmt::Debug {
 fn upstream_for(kind: ProviderKind) -> Box<dyn Upstream> {
     match kind {
         ProviderKind::OpenAi => Box::new(openai::OpenAi),
+        ProviderKind::Anthropic => Box::new(anthropic::Anthropic),
     }
 }
 
@@ -139,6 +145,7 @@ pub struct Provider {
     pub name: String,
     upstream: Box<dyn Upstream>,
     url: http::Uri,
+    count_tokens_url: Option<http::Uri>,
     key: Option<Secret>,
     headers: Vec<(http::HeaderName, HeaderValue)>,
     /// Longest wait for headers or between two body chunks.
@@ -157,6 +164,17 @@ pub struct AttemptHeaders<'a> {
     pub timeout_ms: u64,
     /// This router's name (sent as `x-router-parent-id`).
     pub parent_id: &'a str,
+    /// Caller headers to pass on (same-dialect protocol headers such as `anthropic-beta`).
+    pub forward: &'a [(http::HeaderName, HeaderValue)],
+}
+
+/// Which of a provider's endpoints a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Generation (`/chat/completions`, `/v1/messages`, ...).
+    Generate,
+    /// Token counting (`/v1/messages/count_tokens`), where the kind has one.
+    CountTokens,
 }
 
 impl Provider {
@@ -179,10 +197,16 @@ impl Provider {
         let url = format!("{}{}", config.base_url, upstream.path())
             .parse()
             .expect("validated base_url plus a static path is a URI");
+        let count_tokens_url = upstream.count_tokens_path().map(|p| {
+            format!("{}{p}", config.base_url)
+                .parse()
+                .expect("validated base_url plus a static path is a URI")
+        });
         Provider {
             name: config.name.clone(),
             upstream,
             url,
+            count_tokens_url,
             key: config.api_key.clone(),
             headers: config.headers.clone(),
             read_timeout: config.read_timeout,
@@ -202,7 +226,26 @@ impl Provider {
         body: Bytes,
         meta: AttemptHeaders<'_>,
     ) -> Result<http::Response<Incoming>, UpstreamError> {
-        let mut req = Request::post(self.url.clone())
+        self.send_to(Endpoint::Generate, body, meta).await
+    }
+
+    /// Whether the provider has `endpoint`.
+    pub fn has(&self, endpoint: Endpoint) -> bool {
+        endpoint == Endpoint::Generate || self.count_tokens_url.is_some()
+    }
+
+    /// Like [`Provider::send`], to a chosen endpoint (which the provider must have).
+    pub async fn send_to(
+        &self,
+        endpoint: Endpoint,
+        body: Bytes,
+        meta: AttemptHeaders<'_>,
+    ) -> Result<http::Response<Incoming>, UpstreamError> {
+        let url = match endpoint {
+            Endpoint::Generate => &self.url,
+            Endpoint::CountTokens => self.count_tokens_url.as_ref().unwrap_or(&self.url),
+        };
+        let mut req = Request::post(url.clone())
             .body(Full::new(body))
             .expect("a POST to a valid URI builds");
         let h = req.headers_mut();
@@ -227,6 +270,9 @@ impl Provider {
             h.insert("x-router-parent-id", v);
         }
         h.insert("x-router-timeout-ms", HeaderValue::from(meta.timeout_ms));
+        for (k, v) in meta.forward {
+            h.insert(k.clone(), v.clone());
+        }
         for (k, v) in &self.headers {
             h.insert(k.clone(), v.clone());
         }

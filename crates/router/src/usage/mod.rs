@@ -62,6 +62,8 @@ pub struct RequestOutcome {
     pub ttft: Option<Duration>,
     /// Session affinity: hit (`true`), miss (`false`), or no session/affinity (`None`).
     pub affinity_hit: Option<bool>,
+    /// What translation dropped or changed (never content).
+    pub warnings: Vec<String>,
 }
 
 impl RequestOutcome {
@@ -168,6 +170,7 @@ impl Outcome {
                 latency: Duration::ZERO,
                 ttft: None,
                 affinity_hit: None,
+                warnings: Vec::new(),
             }),
             started,
             recorder,

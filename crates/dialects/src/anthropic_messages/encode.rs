@@ -1,0 +1,247 @@
+//! Encoding Anthropic Messages bodies from the canonical model.
+
+use super::encode_tool_id;
+use super::types::{Usage as WireUsage, stop_reason};
+use crate::canonical::{
+    self, EncodeOptions, ImageSource, Part, ResponseFormat, Role, ToolChoice, Warning,
+    clamp_max_tokens,
+};
+use serde_json::{Map, Value, json};
+
+/// `max_tokens` sent when neither the request nor the target sets one (Anthropic requires it).
+const DEFAULT_MAX_TOKENS: u32 = 8192;
+
+/// Name of the forced tool that carries a JSON-schema answer.
+pub const STRUCTURED_TOOL: &str = "structured_response";
+
+/// An encoded request and what its response decoder must know.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    /// The body.
+    pub body: Vec<u8>,
+    /// What was dropped.
+    pub warnings: Vec<Warning>,
+    /// Set when a JSON schema was expressed as a forced tool: its input is the answer.
+    pub structured_tool: Option<String>,
+}
+
+fn image(src: &ImageSource) -> Value {
+    match src {
+        ImageSource::Base64 { media_type, data } => {
+            json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}})
+        }
+        ImageSource::Url(u) => json!({"type": "image", "source": {"type": "url", "url": u}}),
+    }
+}
+
+/// Tool input from JSON-text arguments (invalid JSON becomes `{}`, with a warning).
+fn input(arguments: &str, w: &mut Vec<Warning>) -> Value {
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(v @ Value::Object(_)) => v,
+        _ if arguments.trim().is_empty() => json!({}),
+        _ => {
+            w.push(Warning(
+                "tool call arguments were not a JSON object; sent as {}".into(),
+            ));
+            json!({})
+        }
+    }
+}
+
+fn block(p: &Part, w: &mut Vec<Warning>) -> Option<Value> {
+    Some(match p {
+        Part::Text(t) if t.is_empty() => return None,
+        Part::Text(t) => json!({"type": "text", "text": t}),
+        Part::Image(src) => image(src),
+        Part::ToolCall {
+            id,
+            name,
+            arguments,
+        } => {
+            json!({"type": "tool_use", "id": encode_tool_id(id), "name": name, "input": input(arguments, w)})
+        }
+        Part::ToolResult {
+            call_id,
+            content,
+            is_error,
+        } => {
+            let inner: Vec<Value> = content.iter().filter_map(|c| block(c, w)).collect();
+            let mut b = json!({"type": "tool_result", "tool_use_id": encode_tool_id(call_id), "content": inner});
+            if *is_error {
+                b["is_error"] = json!(true);
+            }
+            b
+        }
+        Part::Reasoning {
+            text,
+            signature: Some(sig),
+            ..
+        } => {
+            json!({"type": "thinking", "thinking": text, "signature": sig})
+        }
+        Part::Reasoning {
+            encrypted: Some(data),
+            signature: None,
+            ..
+        } if !data.is_empty() => {
+            json!({"type": "redacted_thinking", "data": data})
+        }
+        Part::Reasoning { .. } => {
+            w.push(Warning(
+                "reasoning without an Anthropic signature dropped".into(),
+            ));
+            return None;
+        }
+    })
+}
+
+/// Encodes a canonical request as a Messages request for a target.
+pub fn encode_request(req: &canonical::Request, opts: &EncodeOptions<'_>) -> Encoded {
+    let mut w = Vec::new();
+    let mut messages: Vec<Value> = Vec::new();
+    for m in &req.messages {
+        let role = if m.role == Role::Assistant {
+            "assistant"
+        } else {
+            "user"
+        };
+        let mut blocks: Vec<Value> = m.parts.iter().filter_map(|p| block(p, &mut w)).collect();
+        if role == "user" {
+            // Tool results must come first in a user turn.
+            blocks.sort_by_key(|b| b["type"] != "tool_result");
+        }
+        if blocks.is_empty() {
+            continue;
+        }
+        match messages.last_mut() {
+            Some(last) if last["role"] == role => last["content"]
+                .as_array_mut()
+                .expect("content is an array")
+                .extend(blocks),
+            _ => messages.push(json!({"role": role, "content": blocks})),
+        }
+    }
+    let mut out = Map::new();
+    out.insert("model".into(), json!(opts.model));
+    let max = clamp_max_tokens(req.max_tokens, opts, &mut w)
+        .or(opts.max_output_tokens)
+        .unwrap_or(DEFAULT_MAX_TOKENS);
+    out.insert("max_tokens".into(), json!(max));
+    if !req.system.is_empty() {
+        out.insert("system".into(), json!(req.system.join("\n\n")));
+    }
+    out.insert("messages".into(), Value::Array(messages));
+    if req.stream {
+        out.insert("stream".into(), json!(true));
+    }
+    if let Some(t) = req.temperature {
+        if t > 1.0 {
+            w.push(Warning(format!("temperature {t} clamped to 1.0")));
+        }
+        out.insert("temperature".into(), json!(t.min(1.0)));
+    }
+    if let Some(p) = req.top_p {
+        out.insert("top_p".into(), json!(p));
+    }
+    if !req.stop.is_empty() {
+        out.insert("stop_sequences".into(), json!(req.stop));
+    }
+    let mut tools: Vec<Value> = req
+        .tools
+        .iter()
+        .map(|t| {
+            let mut v = json!({"name": t.name, "input_schema": t.parameters});
+            if let Some(d) = &t.description {
+                v["description"] = json!(d);
+            }
+            v
+        })
+        .collect();
+    let mut choice = req.tool_choice.as_ref().map(|c| match c {
+        ToolChoice::Auto => json!({"type": "auto"}),
+        ToolChoice::None => json!({"type": "none"}),
+        ToolChoice::Required => json!({"type": "any"}),
+        ToolChoice::Tool(n) => json!({"type": "tool", "name": n}),
+    });
+    let mut structured_tool = None;
+    match &req.response_format {
+        Some(ResponseFormat::JsonSchema { schema, .. }) => {
+            tools.push(json!({
+                "name": STRUCTURED_TOOL,
+                "description": "Respond with the final answer as this tool's input.",
+                "input_schema": schema,
+            }));
+            choice = Some(json!({"type": "tool", "name": STRUCTURED_TOOL}));
+            structured_tool = Some(STRUCTURED_TOOL.to_string());
+        }
+        Some(ResponseFormat::JsonObject) => {
+            w.push(Warning(
+                "response_format json_object dropped (no Anthropic equivalent)".into(),
+            ));
+        }
+        None => {}
+    }
+    if req.parallel_tool_calls == Some(false) && !tools.is_empty() {
+        let c = choice.get_or_insert_with(|| json!({"type": "auto"}));
+        if c["type"] != "none" {
+            c["disable_parallel_tool_use"] = json!(true);
+        }
+    }
+    if !tools.is_empty() {
+        out.insert("tools".into(), Value::Array(tools));
+    }
+    if let Some(c) = choice {
+        out.insert("tool_choice".into(), c);
+    }
+    if let Some(r) = &req.reasoning {
+        match (opts.reasoning, r.budget_or_from_effort()) {
+            (true, Some(b)) if structured_tool.is_none() => {
+                let budget = b.min(max.saturating_sub(1)).max(1024);
+                out.insert(
+                    "thinking".into(),
+                    json!({"type": "enabled", "budget_tokens": budget}),
+                );
+            }
+            _ => w.push(Warning("reasoning settings dropped for this target".into())),
+        }
+    }
+    if let Some(u) = &req.user {
+        out.insert("metadata".into(), json!({"user_id": u}));
+    }
+    Encoded {
+        body: serde_json::to_vec(&Value::Object(out)).expect("JSON serialises"),
+        warnings: w,
+        structured_tool,
+    }
+}
+
+/// Anthropic `usage` JSON for canonical usage.
+pub fn usage_json(u: &canonical::Usage) -> Value {
+    serde_json::to_value(WireUsage::from(*u)).expect("usage serialises")
+}
+
+/// A message id in Anthropic's form.
+pub fn message_id(id: &str) -> String {
+    if id.starts_with("msg_") {
+        id.to_string()
+    } else {
+        format!("msg_{}", id.trim_start_matches("chatcmpl-"))
+    }
+}
+
+/// Encodes a canonical response as a Messages response (`model` is what the caller asked for).
+pub fn encode_response(r: &canonical::Response, model: &str) -> Vec<u8> {
+    let mut w = Vec::new();
+    let content: Vec<Value> = r.parts.iter().filter_map(|p| block(p, &mut w)).collect();
+    let v = json!({
+        "id": message_id(&r.id),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": stop_reason(r.finish),
+        "stop_sequence": r.stop_sequence,
+        "usage": usage_json(&r.usage),
+    });
+    serde_json::to_vec(&v).expect("JSON serialises")
+}

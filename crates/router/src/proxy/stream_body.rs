@@ -1,0 +1,343 @@
+//! The body of a streamed answer. Passthrough: complete SSE events are forwarded as they arrive
+//! (sharing the upstream's buffers), usage is tapped, and Chat's forced usage chunk is removed
+//! when the caller did not ask for it. Translation: upstream events are decoded into canonical
+//! events and encoded in the caller's dialect. Either way a broken, stalled or over-budget
+//! upstream ends the stream with an error event in the caller's dialect.
+
+use crate::error::Error;
+use crate::upstream::UpstreamError;
+use crate::usage::Outcome;
+use bytes::{Bytes, BytesMut};
+use dialects::canonical::{Event, Usage};
+use dialects::passthrough::{Tap, tap_event};
+use dialects::translate::{StreamDecoder, StreamEncoder};
+use dialects::{Dialect, sse};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+use tokio::time::Sleep;
+
+/// Time limits of a stream once it has begun.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimits {
+    /// Longest silence between two upstream chunks.
+    pub idle: Duration,
+    /// When the request's budget runs out.
+    pub deadline: Instant,
+    /// The whole budget, for messages.
+    pub budget: Duration,
+}
+
+/// How upstream events become client events.
+#[derive(Debug)]
+pub enum Mode {
+    /// Same dialect: forward bytes, tap usage.
+    Passthrough {
+        /// The dialect of both sides.
+        dialect: Dialect,
+        /// Drop Chat's usage chunk (the router forced it on).
+        drop_forced_usage: bool,
+    },
+    /// Different dialects: decode, then encode.
+    Translate(Box<Translator>),
+}
+
+/// The translating state.
+#[derive(Debug)]
+pub struct Translator {
+    decoder: StreamDecoder,
+    encoder: StreamEncoder,
+    events: Vec<Event>,
+    usage: Usage,
+    saw_usage: bool,
+}
+
+impl Mode {
+    /// A translating mode.
+    pub fn translate(decoder: StreamDecoder, encoder: StreamEncoder) -> Self {
+        Mode::Translate(Box::new(Translator {
+            decoder,
+            encoder,
+            events: Vec::new(),
+            usage: Usage::default(),
+            saw_usage: false,
+        }))
+    }
+}
+
+/// The streamed answer's body.
+pub struct SseBody {
+    upstream: Incoming,
+    first: Option<Bytes>,
+    splitter: sse::Splitter,
+    mode: Mode,
+    surface: Dialect,
+    outcome: Option<Outcome>,
+    saw_done: bool,
+    upstream_error: bool,
+    provider: String,
+    limits: StreamLimits,
+    timer: Pin<Box<Sleep>>,
+}
+
+fn next_wake(limits: &StreamLimits) -> tokio::time::Instant {
+    tokio::time::Instant::from_std((Instant::now() + limits.idle).min(limits.deadline))
+}
+
+impl SseBody {
+    /// Wraps an upstream stream whose first chunk was already read.
+    pub fn new(
+        first: Bytes,
+        upstream: Incoming,
+        mode: Mode,
+        surface: Dialect,
+        outcome: Outcome,
+        provider: String,
+        limits: StreamLimits,
+    ) -> Self {
+        SseBody {
+            upstream,
+            first: Some(first),
+            splitter: sse::Splitter::new(),
+            mode,
+            surface,
+            outcome: Some(outcome),
+            saw_done: false,
+            upstream_error: false,
+            provider,
+            timer: Box::pin(tokio::time::sleep_until(next_wake(&limits))),
+            limits,
+        }
+    }
+
+    /// Turns the complete events in `chunk` into what to send (possibly empty).
+    fn process(&mut self, chunk: Bytes) -> Result<Bytes, Error> {
+        let run = self.splitter.push(chunk);
+        if run.is_empty() {
+            return Ok(run);
+        }
+        let out = match &mut self.mode {
+            Mode::Passthrough {
+                dialect,
+                drop_forced_usage,
+            } => {
+                let mut dropped: Option<std::ops::Range<usize>> = None;
+                let mut usage = None;
+                for (offset, frame) in sse::frames(&run) {
+                    let Some(data) = sse::frame_data(frame) else {
+                        continue;
+                    };
+                    match tap_event(*dialect, sse::frame_event(frame), &data) {
+                        Tap::Done => self.saw_done = true,
+                        Tap::Error => self.upstream_error = true,
+                        Tap::ForcedUsage(u) => {
+                            usage = Some(u);
+                            if *drop_forced_usage {
+                                dropped = Some(offset..offset + frame.len());
+                            }
+                        }
+                        Tap::Usage(u) => {
+                            usage = Some(usage.map_or(u, |mut a: Usage| {
+                                a.merge(u);
+                                a
+                            }))
+                        }
+                        Tap::Other => {}
+                    }
+                }
+                if let (Some(u), Some(o)) = (usage, self.outcome.as_mut()) {
+                    o.get_mut()
+                        .usage
+                        .get_or_insert_with(Usage::default)
+                        .merge(u);
+                }
+                match dropped {
+                    None => run,
+                    Some(r) => {
+                        let mut b = BytesMut::with_capacity(run.len() - r.len());
+                        b.extend_from_slice(&run[..r.start]);
+                        b.extend_from_slice(&run[r.end..]);
+                        b.freeze()
+                    }
+                }
+            }
+            Mode::Translate(t) => {
+                let mut out = BytesMut::new();
+                for (_, frame) in sse::frames(&run) {
+                    let Some(data) = sse::frame_data(frame) else {
+                        continue;
+                    };
+                    t.decoder.decode(&data, &mut t.events).map_err(|_| {
+                        broken(
+                            &self.provider,
+                            "an upstream event did not match its dialect",
+                        )
+                    })?;
+                    for ev in t.events.drain(..) {
+                        match &ev {
+                            Event::Usage(u) => {
+                                t.usage.merge(*u);
+                                t.saw_usage = true;
+                            }
+                            Event::Finish { .. } => self.saw_done = true,
+                            Event::Error { .. } => self.upstream_error = true,
+                            _ => {}
+                        }
+                        t.encoder.encode(&ev, &mut out);
+                    }
+                }
+                if t.saw_usage {
+                    if let Some(o) = self.outcome.as_mut() {
+                        o.get_mut().usage = Some(t.usage);
+                    }
+                }
+                out.freeze()
+            }
+        };
+        if !out.is_empty() {
+            if let Some(o) = self.outcome.as_mut() {
+                o.first_byte();
+            }
+        }
+        Ok(out)
+    }
+
+    /// The upstream ended cleanly: lets a translator finish, reports whether it ended properly.
+    fn upstream_ended(&mut self) -> (bool, Bytes) {
+        match &mut self.mode {
+            Mode::Translate(t) => {
+                let mut out = BytesMut::new();
+                if !self.saw_done && t.decoder.end(&mut t.events) {
+                    self.saw_done = true;
+                }
+                for ev in t.events.drain(..) {
+                    t.encoder.encode(&ev, &mut out);
+                }
+                (self.saw_done || self.upstream_error, out.freeze())
+            }
+            Mode::Passthrough { .. } => (
+                self.saw_done || self.upstream_error,
+                Bytes::copy_from_slice(self.splitter.pending()),
+            ),
+        }
+    }
+
+    /// Ends the stream: records the outcome and, on failure, returns the error event to send.
+    fn finish(&mut self, failure: Option<Error>) -> Option<Bytes> {
+        let mut outcome = self.outcome.take()?;
+        if let Mode::Translate(t) = &self.mode {
+            let w = t.encoder.warnings();
+            outcome
+                .get_mut()
+                .warnings
+                .extend(w.into_iter().map(|w| w.0));
+        }
+        match failure {
+            None => {
+                outcome.finish(200, self.upstream_error.then_some("upstream_stream_error"));
+                None
+            }
+            Some(e) => {
+                tracing::warn!(provider = %self.provider, error = e.kind(), "stream ended with an error");
+                outcome.finish(200, Some(e.kind()));
+                Some(e.stream_event(self.surface))
+            }
+        }
+    }
+
+    fn fail(&mut self, e: Error) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.finish(Some(e)).map(|b| Ok(Frame::data(b))))
+    }
+}
+
+fn broken(provider: &str, reason: &str) -> Error {
+    Error::Upstream(UpstreamError::Broken {
+        provider: provider.to_string(),
+        reason: reason.to_string(),
+    })
+}
+
+impl Body for SseBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let this = &mut *self;
+        if let Some(first) = this.first.take() {
+            match this.process(first) {
+                Ok(out) if !out.is_empty() => return Poll::Ready(Some(Ok(Frame::data(out)))),
+                Ok(_) => {}
+                Err(e) => return this.fail(e),
+            }
+        }
+        loop {
+            if this.outcome.is_none() {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.upstream).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    let wake = next_wake(&this.limits);
+                    this.timer.as_mut().reset(wake);
+                    match this.process(data) {
+                        Ok(out) if !out.is_empty() => {
+                            return Poll::Ready(Some(Ok(Frame::data(out))));
+                        }
+                        Ok(_) => {}
+                        Err(e) => return this.fail(e),
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    let e = broken(&this.provider, &e.to_string());
+                    return this.fail(e);
+                }
+                Poll::Ready(None) => {
+                    let (proper, tail) = this.upstream_ended();
+                    let failure = (!proper)
+                        .then(|| broken(&this.provider, "the stream ended before its end event"));
+                    let mut out = BytesMut::from(&tail[..]);
+                    if let Some(ev) = this.finish(failure) {
+                        if !out.is_empty() && !out.ends_with(b"\n\n") {
+                            out.extend_from_slice(b"\n\n");
+                        }
+                        out.extend_from_slice(&ev);
+                    }
+                    if out.is_empty() {
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
+                }
+                Poll::Pending => {
+                    ready!(this.timer.as_mut().poll(cx));
+                    let err = if Instant::now() >= this.limits.deadline {
+                        Error::DeadlineExceeded {
+                            budget_ms: this.limits.budget.as_millis() as u64,
+                        }
+                    } else {
+                        Error::Upstream(UpstreamError::Timeout {
+                            provider: this.provider.clone(),
+                            waited_ms: this.limits.idle.as_millis() as u64,
+                        })
+                    };
+                    return this.fail(err);
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.outcome.is_none() && self.first.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}

@@ -1,0 +1,37 @@
+//! Provider kind `anthropic`: Messages at `{base_url}/v1/messages` with `x-api-key` and
+//! `anthropic-version` (the caller's, when it passed one through, else 2023-06-01).
+
+use super::Upstream;
+use crate::config::Secret;
+use dialects::Dialect;
+use http::{HeaderMap, HeaderValue};
+
+/// The `anthropic` provider kind.
+#[derive(Debug)]
+pub struct Anthropic;
+
+impl Upstream for Anthropic {
+    fn dialect(&self) -> Dialect {
+        Dialect::AnthropicMessages
+    }
+
+    fn path(&self) -> &'static str {
+        "/v1/messages"
+    }
+
+    fn count_tokens_path(&self) -> Option<&'static str> {
+        Some("/v1/messages/count_tokens")
+    }
+
+    fn authorize(&self, key: Option<&Secret>, headers: &mut HeaderMap) {
+        if let Some(key) = key {
+            if let Ok(mut v) = HeaderValue::from_str(key.expose()) {
+                v.set_sensitive(true);
+                headers.insert("x-api-key", v);
+            }
+        }
+        if !headers.contains_key("anthropic-version") {
+            headers.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
+        }
+    }
+}
