@@ -69,7 +69,7 @@ pub fn file_task(prompt: &str) -> Option<(String, String)> {
 
 /// The working directory a coding agent announces in its system prompt, if any.
 fn working_dir(system: &str) -> Option<String> {
-    for marker in ["Working directory:", "<cwd>", "cwd:"] {
+    for marker in ["orking directory:", "<cwd>", "cwd:"] {
         if let Some((_, rest)) = system.split_once(marker) {
             let dir = rest.trim_start().split(['\n', '<']).next()?.trim();
             if dir.starts_with('/') {

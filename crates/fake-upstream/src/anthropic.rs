@@ -18,6 +18,7 @@ fn error_response(status: StatusCode, message: &str) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// The text of a content value, without the `<system-reminder>` blocks agents add.
 fn text_of(content: &Value) -> String {
     match content {
         Value::String(s) => s.clone(),
@@ -25,6 +26,7 @@ fn text_of(content: &Value) -> String {
             .iter()
             .filter(|b| b["type"] == "text")
             .filter_map(|b| b["text"].as_str())
+            .filter(|t| !t.trim_start().starts_with("<system-reminder>"))
             .collect::<Vec<_>>()
             .join("\n"),
         _ => String::new(),
@@ -40,8 +42,15 @@ fn turn(req: &Value) -> Turn {
                 .as_array()
                 .is_some_and(|c| c.iter().any(|b| b["type"] == "tool_result"))
     };
+    let system_messages = messages
+        .iter()
+        .filter(|m| m["role"] == "system")
+        .map(|m| text_of(&m["content"]));
     Turn {
-        system: text_of(&req["system"]),
+        system: std::iter::once(text_of(&req["system"]))
+            .chain(system_messages)
+            .collect::<Vec<_>>()
+            .join("\n"),
         last_user: messages
             .iter()
             .rev()

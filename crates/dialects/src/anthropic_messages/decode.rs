@@ -204,6 +204,7 @@ pub fn decode_request(body: &[u8]) -> Result<(canonical::Request, Vec<Warning>),
     for m in messages {
         let role = match m["role"].as_str() {
             Some("assistant") => Role::Assistant,
+            Some("system") => Role::System,
             _ => Role::User,
         };
         let p = parts(&m["content"], &mut w);

@@ -99,7 +99,18 @@ fn block(p: &Part, w: &mut Vec<Warning>) -> Option<Value> {
 pub fn encode_request(req: &canonical::Request, opts: &EncodeOptions<'_>) -> Encoded {
     let mut w = Vec::new();
     let mut messages: Vec<Value> = Vec::new();
+    let mut system = req.system.clone();
     for m in &req.messages {
+        if m.role == Role::System {
+            system.extend(m.parts.iter().filter_map(|p| {
+                if let Part::Text(t) = p {
+                    Some(t.clone())
+                } else {
+                    None
+                }
+            }));
+            continue;
+        }
         let role = if m.role == Role::Assistant {
             "assistant"
         } else {
@@ -127,8 +138,8 @@ pub fn encode_request(req: &canonical::Request, opts: &EncodeOptions<'_>) -> Enc
         .or(opts.max_output_tokens)
         .unwrap_or(DEFAULT_MAX_TOKENS);
     out.insert("max_tokens".into(), json!(max));
-    if !req.system.is_empty() {
-        out.insert("system".into(), json!(req.system.join("\n\n")));
+    if !system.is_empty() {
+        out.insert("system".into(), json!(system.join("\n\n")));
     }
     out.insert("messages".into(), Value::Array(messages));
     if req.stream {

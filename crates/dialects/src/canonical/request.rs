@@ -71,6 +71,8 @@ pub enum Role {
     User,
     /// The model.
     Assistant,
+    /// Instructions given mid-conversation (Anthropic `system` messages).
+    System,
 }
 
 /// One message: a role and typed parts.

@@ -71,6 +71,20 @@ pub fn encode_request(
     }
     for m in &req.messages {
         match m.role {
+            Role::System => {
+                let text: Vec<&str> = m
+                    .parts
+                    .iter()
+                    .filter_map(|p| {
+                        if let Part::Text(t) = p {
+                            Some(t.as_str())
+                        } else {
+                            None
+                        }
+                    })
+                    .collect();
+                messages.push(json!({"role": "system", "content": text.join("\n")}));
+            }
             Role::User => {
                 let mut rest = Vec::new();
                 for p in &m.parts {
@@ -280,7 +294,6 @@ pub fn usage_json(u: &canonical::Usage) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::openai_chat::decode::inspect_request;
     use crate::passthrough::rewrite_request;
     use serde_json::Value;

@@ -92,10 +92,11 @@ fn annotate(h: &mut HeaderMap, o: &RequestOutcome) {
     }
 }
 
-/// The session key for affinity: `x-session-id`, else Codex's `session-id`, else what the body
-/// carries (`prompt_cache_key`, ...).
+/// The session key for affinity: `x-session-id`, else Codex's `session-id` or Claude Code's
+/// `x-claude-code-session-id`, else what the body carries (`prompt_cache_key`, the session in
+/// `metadata.user_id`).
 fn session_key(headers: &HeaderMap, from_body: Option<String>) -> Option<String> {
-    ["x-session-id", "session-id"]
+    ["x-session-id", "session-id", "x-claude-code-session-id"]
         .iter()
         .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
         .filter(|v| !v.is_empty())

@@ -57,7 +57,7 @@ pub enum UpstreamError {
         waited_ms: u64,
     },
     /// The provider answered with an error status.
-    #[error("provider {provider} returned HTTP {status}")]
+    #[error("provider {provider} returned HTTP {}", status.as_u16())]
     Status {
         /// Provider name.
         provider: String,

@@ -88,10 +88,14 @@ impl Harness {
         Self::with_config(&default_config()).await
     }
 
-    /// Starts with a config text (`FAKE` = the fake's base URL).
+    /// Starts with a config text (`FAKE` = the fake's OpenAI base URL, `FAKE_ROOT` = its root,
+    /// the Anthropic base URL).
     pub async fn with_config(text: &str) -> Harness {
         let fake = FakeUpstream::start().await.expect("fake starts");
-        let text = text.replace("FAKE", &fake.openai_base_url());
+        let root = format!("http://{}", fake.addr());
+        let text = text
+            .replace("FAKE_ROOT", &root)
+            .replace("FAKE", &fake.openai_base_url());
         let config = router::config::parse(&text).unwrap_or_else(|e| panic!("config: {e}"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
