@@ -276,10 +276,16 @@ pub fn decode_request(body: &[u8]) -> Result<(canonical::Request, Vec<Warning>),
             strict: Some(true),
         });
     }
+    // Claude Code's user_id is JSON with a device id (64 hex): that is the stable end user.
     out.user = v
         .pointer("/metadata/user_id")
         .and_then(Value::as_str)
-        .map(str::to_string);
+        .map(|u| {
+            serde_json::from_str::<Value>(u)
+                .ok()
+                .and_then(|j| j["device_id"].as_str().map(str::to_string))
+                .unwrap_or_else(|| u.to_string())
+        });
     for k in DROPPED {
         if v.get(*k).is_some_and(|x| !x.is_null()) {
             w.push(Warning(format!("{k} dropped")));

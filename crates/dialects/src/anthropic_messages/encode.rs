@@ -205,13 +205,19 @@ pub fn encode_request(req: &canonical::Request, opts: &EncodeOptions<'_>) -> Enc
         out.insert("tool_choice".into(), c);
     }
     if let Some(r) = &req.reasoning {
+        // Anthropic wants 1024 <= budget < max_tokens, and no sampling changes with thinking.
         match (opts.reasoning, r.budget_or_from_effort()) {
-            (true, Some(b)) if structured_tool.is_none() => {
-                let budget = b.min(max.saturating_sub(1)).max(1024);
+            (true, Some(b)) if structured_tool.is_none() && max > 1024 => {
+                let budget = b.clamp(1024, max - 1);
                 out.insert(
                     "thinking".into(),
                     json!({"type": "enabled", "budget_tokens": budget}),
                 );
+                if out.remove("temperature").is_some() || out.remove("top_p").is_some() {
+                    w.push(Warning(
+                        "temperature/top_p dropped: Anthropic takes none with thinking".into(),
+                    ));
+                }
             }
             _ => w.push(Warning("reasoning settings dropped for this target".into())),
         }
