@@ -29,11 +29,27 @@ kind = "openai"
 base_url = "{fake}/v1"
 api_key = "sk-e2e-upstream"
 
+[providers.fakeant]
+kind = "anthropic"
+base_url = "{fake}"
+api_key = "sk-ant-e2e-upstream"
+
 [groups.fast]
 [[groups.fast.targets]]
 provider = "fake"
 model = "fake-fast"
 capabilities = ["tools", "images", "json_schema"]
+
+[groups.claude]
+[[groups.claude.targets]]
+provider = "fakeant"
+model = "fake-claude"
+capabilities = ["tools", "images", "json_schema", "reasoning"]
+
+[groups.ratelimited]
+[[groups.ratelimited.targets]]
+provider = "fake"
+model = "fake-ratelimited"
 
 [groups.textonly]
 [[groups.textonly.targets]]
@@ -42,7 +58,7 @@ model = "fake-text"
 
 [[callers]]
 name = "e2e"
-groups = ["fast", "textonly"]
+groups = ["fast", "textonly", "claude", "ratelimited"]
 token = "{token}"
 """
 
@@ -110,8 +126,15 @@ def client(stack):
     return OpenAI(base_url=stack["router"] + "/v1", api_key=TOKEN, max_retries=0)
 
 
-def last_upstream_body(fake):
-    reqs = [r for r in fake.requests() if r["path"].endswith("/chat/completions")]
+@pytest.fixture
+def anthropic_client(stack):
+    from anthropic import Anthropic
+
+    return Anthropic(base_url=stack["router"], api_key=TOKEN, max_retries=0)
+
+
+def last_upstream_body(fake, suffix="/chat/completions"):
+    reqs = [r for r in fake.requests() if r["path"].split("?")[0].endswith(suffix)]
     assert reqs, "the router sent nothing upstream"
     body = reqs[-1]["body"]
     return body if isinstance(body, dict) else json.loads(body)

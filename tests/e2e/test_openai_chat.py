@@ -145,7 +145,7 @@ def test_json_schema_structured_output(client, fake):
 
 
 def test_models_list(client):
-    assert sorted(m.id for m in client.models.list()) == ["fast", "textonly"]
+    assert sorted(m.id for m in client.models.list()) == ["claude", "fast", "ratelimited", "textonly"]
     assert client.models.retrieve("fast").id == "fast"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("nope")
@@ -161,10 +161,14 @@ def test_errors_map_to_sdk_exceptions(client, stack, fake):
     with pytest.raises(openai.NotFoundError) as e:
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
     assert e.value.code == "model_not_found"
+    # A 429 cools its target down, so it gets a group of its own.
     fake.script(status=429, error="slow down", headers={"retry-after": "7"})
     with pytest.raises(openai.RateLimitError) as e:
-        client.chat.completions.create(model="fast", messages=[{"role": "user", "content": "x"}])
+        client.chat.completions.create(model="ratelimited", messages=[{"role": "user", "content": "x"}])
     assert e.value.response.headers["retry-after"] == "7"
+    with pytest.raises(openai.InternalServerError) as e:
+        client.chat.completions.create(model="ratelimited", messages=[{"role": "user", "content": "x"}])
+    assert e.value.status_code == 503 and e.value.code == "no_eligible_target"
     fake.script(status=400, error="bad temperature")
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model="fast", messages=[{"role": "user", "content": "x"}])

@@ -86,8 +86,27 @@ fn has_props(schema: &Value, props: &[&str]) -> bool {
         .all(|p| schema.pointer(&format!("/properties/{p}")).is_some())
 }
 
+/// Text without the `<system-reminder>...</system-reminder>` sections coding agents add.
+fn strip_reminders(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("<system-reminder>") {
+        out.push_str(&rest[..start]);
+        rest = match rest[start..].find("</system-reminder>") {
+            Some(end) => &rest[start + end + "</system-reminder>".len()..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Decides the answer.
 pub fn decide(turn: &Turn) -> Decision {
+    let turn = &Turn {
+        last_user: strip_reminders(&turn.last_user),
+        ..turn.clone()
+    };
     let usable = !turn.tools.is_empty() && !turn.tools_off && !turn.has_tool_result;
     if usable {
         if let Some(name) = &turn.forced {
