@@ -34,6 +34,18 @@ kind = "anthropic"
 base_url = "{fake}"
 api_key = "sk-ant-e2e-upstream"
 
+[providers.fakeresp]
+kind = "openai-responses"
+base_url = "{fake}/v1"
+api_key = "sk-resp-e2e-upstream"
+
+[groups.resp]
+[[groups.resp.targets]]
+provider = "fakeresp"
+model = "fake-resp"
+capabilities = ["tools", "images", "json_schema", "reasoning"]
+context_window = 200000
+
 [groups.fast]
 [[groups.fast.targets]]
 provider = "fake"
@@ -58,7 +70,7 @@ model = "fake-text"
 
 [[callers]]
 name = "e2e"
-groups = ["fast", "textonly", "claude", "ratelimited"]
+groups = ["fast", "textonly", "claude", "ratelimited", "resp"]
 token = "{token}"
 """
 
@@ -106,7 +118,7 @@ def stack():
     router_proc, router_url = _spawn(
         [ROUTER_BIN, "serve", "--config", cfg.name], "smart-router listening on "
     )
-    yield {"router": router_url, "fake": Fake(fake_url)}
+    yield {"router": router_url, "fake": Fake(fake_url), "config": cfg.name}
     for p in (router_proc, fake_proc):
         p.terminate()
         p.wait(timeout=10)

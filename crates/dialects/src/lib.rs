@@ -16,6 +16,7 @@
 pub mod anthropic_messages;
 pub mod canonical;
 pub mod openai_chat;
+pub mod openai_responses;
 pub mod passthrough;
 pub mod sse;
 pub mod translate;

@@ -2,7 +2,7 @@
 //! spans to rewrite), rewrite it by splicing bytes, and tap usage from the response.
 
 use crate::canonical::{RequestSummary, Usage};
-use crate::{DecodeError, Dialect, anthropic_messages, openai_chat};
+use crate::{DecodeError, Dialect, anthropic_messages, openai_chat, openai_responses};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 use std::ops::Range;
@@ -31,10 +31,7 @@ pub fn inspect_request(dialect: Dialect, body: &[u8]) -> Result<Inspected, Decod
     match dialect {
         Dialect::OpenAiChat => openai_chat::decode::inspect_request(body),
         Dialect::AnthropicMessages => anthropic_messages::decode::inspect_request(body),
-        Dialect::OpenAiResponses => Err(DecodeError::InvalidField {
-            field: "model",
-            reason: "the Responses dialect is not available yet",
-        }),
+        Dialect::OpenAiResponses => openai_responses::decode::inspect_request(body),
     }
 }
 
@@ -79,7 +76,7 @@ pub fn response_usage(dialect: Dialect, body: &[u8]) -> Result<Option<Usage>, De
     match dialect {
         Dialect::OpenAiChat => openai_chat::decode::response_usage(body),
         Dialect::AnthropicMessages => anthropic_messages::decode::response_usage(body),
-        Dialect::OpenAiResponses => Ok(None),
+        Dialect::OpenAiResponses => openai_responses::decode::response_usage(body),
     }
 }
 
@@ -94,6 +91,8 @@ pub enum Tap {
     ForcedUsage(Usage),
     /// Usage the caller gets anyway.
     Usage(Usage),
+    /// The stream's end, carrying the final usage (Responses' `response.completed`).
+    DoneWithUsage(Usage),
     /// Anything else.
     Other,
 }
@@ -103,7 +102,7 @@ pub fn tap_event(dialect: Dialect, event: Option<&str>, data: &[u8]) -> Tap {
     match dialect {
         Dialect::OpenAiChat => openai_chat::stream::tap_chunk(data),
         Dialect::AnthropicMessages => anthropic_messages::stream::tap_event(event, data),
-        Dialect::OpenAiResponses => Tap::Other,
+        Dialect::OpenAiResponses => openai_responses::stream::tap_event(event, data),
     }
 }
 

@@ -2,7 +2,22 @@
 //! router calls these and never looks inside a dialect itself.
 
 use crate::canonical::{EncodeOptions, Event, Request, Response, Warning};
+use crate::openai_responses::{self as or, ToolShapes};
 use crate::{DecodeError, Dialect, anthropic_messages as am, openai_chat as oc};
+
+/// What encoding an answer for the caller needs: the name the caller asked for, a timestamp,
+/// whether a Chat caller asked for the usage chunk, and the caller's tool shapes (Responses).
+#[derive(Debug, Clone, Default)]
+pub struct AnswerContext {
+    /// The model (group) the caller asked for.
+    pub model: String,
+    /// Unix seconds.
+    pub created: u64,
+    /// Chat: send the final usage chunk.
+    pub include_usage: bool,
+    /// Responses: which tools are custom or namespaced.
+    pub shapes: ToolShapes,
+}
 use bytes::{Bytes, BytesMut};
 
 /// Decodes a request body of `d` into the canonical model.
@@ -10,14 +25,7 @@ pub fn decode_request(d: Dialect, body: &[u8]) -> Result<(Request, Vec<Warning>)
     match d {
         Dialect::OpenAiChat => oc::decode::decode_request(body),
         Dialect::AnthropicMessages => am::decode::decode_request(body),
-        Dialect::OpenAiResponses => Err(unsupported()),
-    }
-}
-
-fn unsupported() -> DecodeError {
-    DecodeError::InvalidField {
-        field: "model",
-        reason: "the Responses dialect is not available yet",
+        Dialect::OpenAiResponses => or::decode::decode_request(body),
     }
 }
 
@@ -35,8 +43,16 @@ pub struct EncodedRequest {
 /// Encodes a canonical request in dialect `d` for a target.
 pub fn encode_request(d: Dialect, req: &Request, opts: &EncodeOptions<'_>) -> EncodedRequest {
     match d {
-        Dialect::OpenAiChat | Dialect::OpenAiResponses => {
+        Dialect::OpenAiChat => {
             let (body, warnings) = oc::encode::encode_request(req, opts);
+            EncodedRequest {
+                body,
+                warnings,
+                structured_tool: None,
+            }
+        }
+        Dialect::OpenAiResponses => {
+            let (body, warnings) = or::encode::encode_request(req, opts);
             EncodedRequest {
                 body,
                 warnings,
@@ -63,17 +79,18 @@ pub fn decode_response(
     match d {
         Dialect::OpenAiChat => oc::decode::decode_response(body),
         Dialect::AnthropicMessages => am::decode::decode_response(body, structured_tool),
-        Dialect::OpenAiResponses => Err(unsupported()),
+        Dialect::OpenAiResponses => or::decode::decode_response(body),
     }
 }
 
-/// Encodes a canonical response in dialect `d`; `model` is what the caller asked for.
-pub fn encode_response(d: Dialect, r: &Response, model: &str, created: u64) -> Vec<u8> {
+/// Encodes a canonical response in dialect `d` for the caller.
+pub fn encode_response(d: Dialect, r: &Response, cx: &AnswerContext) -> Vec<u8> {
     match d {
-        Dialect::OpenAiChat | Dialect::OpenAiResponses => {
-            oc::encode::encode_response(r, model, created)
+        Dialect::OpenAiChat => oc::encode::encode_response(r, &cx.model, cx.created),
+        Dialect::OpenAiResponses => {
+            or::encode::encode_response(r, &cx.model, cx.created, &cx.shapes)
         }
-        Dialect::AnthropicMessages => am::encode::encode_response(r, model),
+        Dialect::AnthropicMessages => am::encode::encode_response(r, &cx.model),
     }
 }
 
@@ -84,6 +101,8 @@ pub enum StreamDecoder {
     Chat(oc::stream::StreamDecoder),
     /// Anthropic events.
     Anthropic(am::stream::StreamDecoder),
+    /// Responses events.
+    Responses(or::stream::StreamDecoder),
 }
 
 impl StreamDecoder {
@@ -93,7 +112,8 @@ impl StreamDecoder {
             Dialect::AnthropicMessages => {
                 StreamDecoder::Anthropic(am::stream::StreamDecoder::new(structured_tool))
             }
-            _ => StreamDecoder::Chat(oc::stream::StreamDecoder::new()),
+            Dialect::OpenAiResponses => StreamDecoder::Responses(or::stream::StreamDecoder::new()),
+            Dialect::OpenAiChat => StreamDecoder::Chat(oc::stream::StreamDecoder::new()),
         }
     }
 
@@ -102,6 +122,7 @@ impl StreamDecoder {
         match self {
             StreamDecoder::Chat(s) => s.decode(data, out),
             StreamDecoder::Anthropic(s) => s.decode(data, out),
+            StreamDecoder::Responses(s) => s.decode(data, out),
         }
     }
 
@@ -110,6 +131,7 @@ impl StreamDecoder {
         match self {
             StreamDecoder::Chat(s) => s.end(out),
             StreamDecoder::Anthropic(s) => s.end(out),
+            StreamDecoder::Responses(s) => s.end(out),
         }
     }
 }
@@ -121,19 +143,24 @@ pub enum StreamEncoder {
     Chat(oc::stream::StreamEncoder),
     /// Anthropic events.
     Anthropic(am::stream::StreamEncoder),
+    /// Responses events.
+    Responses(Box<or::stream::StreamEncoder>),
 }
 
 impl StreamEncoder {
-    /// An encoder for `d`; `model` is what the caller asked for.
-    pub fn new(d: Dialect, model: &str, created: u64, include_usage: bool) -> Self {
+    /// An encoder for a caller speaking `d`.
+    pub fn new(d: Dialect, cx: AnswerContext) -> Self {
         match d {
             Dialect::AnthropicMessages => {
-                StreamEncoder::Anthropic(am::stream::StreamEncoder::new(model))
+                StreamEncoder::Anthropic(am::stream::StreamEncoder::new(&cx.model))
             }
-            _ => StreamEncoder::Chat(oc::stream::StreamEncoder::new(
-                model,
-                created,
-                include_usage,
+            Dialect::OpenAiResponses => StreamEncoder::Responses(Box::new(
+                or::stream::StreamEncoder::new(&cx.model, cx.created, cx.shapes),
+            )),
+            Dialect::OpenAiChat => StreamEncoder::Chat(oc::stream::StreamEncoder::new(
+                &cx.model,
+                cx.created,
+                cx.include_usage,
             )),
         }
     }
@@ -143,6 +170,7 @@ impl StreamEncoder {
         match self {
             StreamEncoder::Chat(s) => s.encode(ev, out),
             StreamEncoder::Anthropic(s) => s.encode(ev, out),
+            StreamEncoder::Responses(s) => s.encode(ev, out),
         }
     }
 
@@ -150,7 +178,7 @@ impl StreamEncoder {
     pub fn warnings(&self) -> Vec<Warning> {
         match self {
             StreamEncoder::Chat(s) => s.warnings(),
-            StreamEncoder::Anthropic(_) => Vec::new(),
+            StreamEncoder::Anthropic(_) | StreamEncoder::Responses(_) => Vec::new(),
         }
     }
 }
@@ -181,7 +209,8 @@ pub fn encode_stream_error(d: Dialect, status: u16, message: &str, code: Option<
         Dialect::AnthropicMessages => {
             am::error::encode_stream_error(am::error::surface_status(status), message)
         }
-        _ => oc::error::encode_stream_error(status, message, code),
+        Dialect::OpenAiResponses => or::stream::encode_stream_error(message, code),
+        Dialect::OpenAiChat => oc::error::encode_stream_error(status, message, code),
     }
 }
 

@@ -2,11 +2,12 @@
 //! fixtures, and round-trip properties through the canonical model.
 
 use bytes::{Bytes, BytesMut};
-use dialects::Dialect::{AnthropicMessages as A, OpenAiChat as C};
+use dialects::Dialect::{AnthropicMessages as A, OpenAiChat as C, OpenAiResponses as R};
 use dialects::canonical::{
     EncodeOptions, Event, FinishReason, Message, Part, Request, Role, Tool, Usage,
 };
-use dialects::translate::{self, StreamDecoder, StreamEncoder};
+use dialects::openai_responses::ToolShapes;
+use dialects::translate::{self, AnswerContext, StreamDecoder, StreamEncoder};
 use dialects::{Dialect, sse};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -26,6 +27,15 @@ const OPTS: EncodeOptions<'static> = EncodeOptions {
 };
 
 /// Decodes a request of `from` and encodes it for `to`: the upstream body and the warnings.
+fn cx(shapes: ToolShapes) -> AnswerContext {
+    AnswerContext {
+        model: "coder".into(),
+        created: 0,
+        include_usage: true,
+        shapes,
+    }
+}
+
 fn translate_request(from: Dialect, to: Dialect, body: &[u8]) -> Value {
     let (req, mut warnings) = translate::decode_request(from, body).unwrap();
     let enc = translate::encode_request(to, &req, &OPTS);
@@ -49,33 +59,19 @@ fn chat_multi_turn_tools_to_anthropic() {
     insta::assert_json_snapshot!(out);
 }
 
-#[test]
-fn claude_code_first_turn_to_chat() {
-    let mut out = translate_request(
-        A,
-        C,
-        &fixture("anthropic_messages/claude_code_first_turn.json"),
-    );
-    // The prompts are long; keep the shape: roles, tool names, the user turn, the knobs.
-    let body = &mut out["body"];
-    let roles: Vec<Value> = body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["role"].clone())
-        .collect();
+/// The shape of a long agent prompt translated to Chat: roles, tool names, the first user turn,
+/// the knobs, the warnings.
+fn chat_shape(out: &Value) -> Value {
+    let body = &out["body"];
+    let msgs = body["messages"].as_array().unwrap();
+    let roles: Vec<Value> = msgs.iter().map(|m| m["role"].clone()).collect();
     let tools: Vec<Value> = body["tools"]
         .as_array()
         .unwrap()
         .iter()
         .map(|t| t["function"]["name"].clone())
         .collect();
-    let user = body["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["role"] == "user")
-        .cloned();
+    let user = msgs.iter().find(|m| m["role"] == "user").cloned();
     let knobs: serde_json::Map<String, Value> = body
         .as_object()
         .unwrap()
@@ -83,9 +79,105 @@ fn claude_code_first_turn_to_chat() {
         .filter(|(k, _)| !matches!(k.as_str(), "messages" | "tools"))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    insta::assert_json_snapshot!(
-        json!({"roles": roles, "tools": tools, "user": user, "knobs": knobs, "warnings": out["warnings"]})
+    json!({"roles": roles, "tools": tools, "user": user, "knobs": knobs, "warnings": out["warnings"]})
+}
+
+#[test]
+fn claude_code_first_turn_to_chat() {
+    let out = translate_request(
+        A,
+        C,
+        &fixture("anthropic_messages/claude_code_first_turn.json"),
     );
+    insta::assert_json_snapshot!(chat_shape(&out));
+}
+
+#[test]
+fn codex_first_turn_to_chat() {
+    let out = translate_request(R, C, &fixture("openai_responses/codex_first_turn.json"));
+    insta::assert_json_snapshot!(chat_shape(&out));
+}
+
+#[test]
+fn codex_first_turn_to_anthropic() {
+    let out = translate_request(R, A, &fixture("openai_responses/codex_first_turn.json"));
+    let body = &out["body"];
+    let tools: Vec<Value> = body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].clone())
+        .collect();
+    let knobs: serde_json::Map<String, Value> = body
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "messages" | "tools" | "system"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let roles: Vec<Value> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].clone())
+        .collect();
+    insta::assert_json_snapshot!(
+        json!({"roles": roles, "tools": tools, "knobs": knobs, "warnings": out["warnings"]})
+    );
+}
+
+#[test]
+fn codex_tool_output_turn_round_trips_through_anthropic() {
+    let out = translate_request(
+        R,
+        A,
+        &fixture("openai_responses/codex_tool_output_turn.json"),
+    );
+    let msgs = out["body"]["messages"].as_array().unwrap();
+    let blocks: Vec<&Value> = msgs
+        .iter()
+        .flat_map(|m| m["content"].as_array().unwrap())
+        .collect();
+    let call = blocks.iter().find(|b| b["type"] == "tool_use").unwrap();
+    let result = blocks.iter().find(|b| b["type"] == "tool_result").unwrap();
+    assert_eq!(call["id"], result["tool_use_id"]);
+    assert_eq!(call["name"], "exec_command");
+}
+
+#[test]
+fn chat_response_to_responses() {
+    let r = translate::decode_response(C, &chat_response(), None).unwrap();
+    let out: Value = serde_json::from_slice(&translate::encode_response(
+        R,
+        &r,
+        &cx(ToolShapes::default()),
+    ))
+    .unwrap();
+    insta::assert_json_snapshot!(out);
+}
+
+#[test]
+fn responses_stream_to_chat_and_anthropic() {
+    let sse_bytes = fixture("openai_responses/stream_reasoning_text_call.sse");
+    insta::assert_snapshot!(
+        "responses_stream_to_chat",
+        translate_stream(R, C, &sse_bytes, 4096)
+    );
+    insta::assert_snapshot!(
+        "responses_stream_to_anthropic",
+        translate_stream(R, A, &sse_bytes, 4096)
+    );
+}
+
+#[test]
+fn anthropic_stream_to_responses() {
+    let out = translate_stream(
+        A,
+        R,
+        &fixture("anthropic_messages/stream_thinking_text_tool.sse"),
+        4096,
+    );
+    insta::assert_snapshot!(out);
 }
 
 #[test]
@@ -117,8 +209,12 @@ fn chat_response() -> Vec<u8> {
 #[test]
 fn chat_response_to_anthropic() {
     let r = translate::decode_response(C, &chat_response(), None).unwrap();
-    let out: Value =
-        serde_json::from_slice(&translate::encode_response(A, &r, "coder", 0)).unwrap();
+    let out: Value = serde_json::from_slice(&translate::encode_response(
+        A,
+        &r,
+        &cx(ToolShapes::default()),
+    ))
+    .unwrap();
     insta::assert_json_snapshot!(out);
 }
 
@@ -138,8 +234,12 @@ fn anthropic_response_to_chat() {
         ),
         (45, 30, 5)
     );
-    let out: Value =
-        serde_json::from_slice(&translate::encode_response(C, &r, "coder", 0)).unwrap();
+    let out: Value = serde_json::from_slice(&translate::encode_response(
+        C,
+        &r,
+        &cx(ToolShapes::default()),
+    ))
+    .unwrap();
     insta::assert_json_snapshot!(out);
 }
 
@@ -147,7 +247,7 @@ fn anthropic_response_to_chat() {
 fn translate_stream(from: Dialect, to: Dialect, sse_bytes: &[u8], chunk: usize) -> String {
     let mut splitter = sse::Splitter::new();
     let mut dec = StreamDecoder::new(from, None);
-    let mut enc = StreamEncoder::new(to, "coder", 0, true);
+    let mut enc = StreamEncoder::new(to, cx(ToolShapes::default()));
     let mut events = Vec::new();
     let mut out = BytesMut::new();
     for piece in sse_bytes.chunks(chunk) {
@@ -204,6 +304,8 @@ proptest! {
         prop_assert_eq!(translate_stream(C, A, &fixture("openai_chat/stream_text_and_tools.sse"), chunk), whole);
         let whole = translate_stream(A, C, &fixture("anthropic_messages/stream_thinking_text_tool.sse"), 1 << 20);
         prop_assert_eq!(translate_stream(A, C, &fixture("anthropic_messages/stream_thinking_text_tool.sse"), chunk), whole);
+        let whole = translate_stream(R, A, &fixture("openai_responses/stream_reasoning_text_call.sse"), 1 << 20);
+        prop_assert_eq!(translate_stream(R, A, &fixture("openai_responses/stream_reasoning_text_call.sse"), chunk), whole);
     }
 }
 
@@ -275,6 +377,7 @@ fn requests() -> impl Strategy<Value = Request> {
                     name: "t".into(),
                     description: Some("d".into()),
                     parameters: json!({"type": "object"}),
+                    ..Tool::default()
                 }],
                 max_tokens,
                 ..Request::default()
@@ -299,6 +402,23 @@ proptest! {
         let mut want = req.clone();
         want.max_tokens = Some(req.max_tokens.unwrap_or(8192));
         prop_assert_eq!(round_trip(A, &req), want);
+    }
+
+    #[test]
+    fn canonical_round_trips_through_responses(req in requests()) {
+        // Responses function outputs have no error flag either (folded into the text).
+        let mut want = req.clone();
+        for m in &mut want.messages {
+            for p in &mut m.parts {
+                if let Part::ToolResult { content, is_error, .. } = p {
+                    if *is_error {
+                        *content = vec![Part::Text("Error: ok".into())];
+                        *is_error = false;
+                    }
+                }
+            }
+        }
+        prop_assert_eq!(round_trip(R, &req), want);
     }
 
     #[test]

@@ -80,6 +80,26 @@ fn working_dir(system: &str) -> Option<String> {
     None
 }
 
+/// An example with only the schema's required properties (optional ones such as a working
+/// directory are better left to the tool's defaults).
+fn required_example(schema: &Value) -> Value {
+    let full = example_from_schema(schema);
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    match full {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .filter(|(k, _)| required.contains(&k.as_str()))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 fn has_props(schema: &Value, props: &[&str]) -> bool {
     props
         .iter()
@@ -164,7 +184,7 @@ pub fn decide(turn: &Turn) -> Decision {
                 } else {
                     json!(script)
                 };
-                let mut input = example_from_schema(&t.schema);
+                let mut input = required_example(&t.schema);
                 input[key] = value;
                 return Decision::Call {
                     name: t.name.clone(),

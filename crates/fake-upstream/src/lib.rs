@@ -13,6 +13,7 @@
 mod agent;
 mod anthropic;
 mod chat;
+mod responses;
 mod script;
 
 pub use agent::{Decision, ToolView, Turn, decide, file_task};
@@ -251,6 +252,8 @@ pub fn app(shared: Arc<Shared>) -> Router {
         .route("/v1/chat/completions", post(chat::handle))
         .route("/chat/completions", post(chat::handle))
         .route("/v1/messages", post(anthropic::handle))
+        .route("/v1/responses", post(responses::handle))
+        .route("/responses", post(responses::handle))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/_fake/requests", get(list_requests).delete(clear_requests))
         .route("/_fake/scripts", post(push_scripts))

@@ -81,6 +81,11 @@ pub enum Error {
         /// The path.
         path: String,
     },
+    /// A WebSocket upgrade the router does not offer.
+    #[error(
+        "This router serves /v1/responses over HTTP streaming only; WebSocket is not supported. Set supports_websockets = false for this provider."
+    )]
+    UpgradeRequired,
     /// A bug: a handler panicked.
     #[error("The router hit an internal error; the request id identifies it in the logs.")]
     Internal,
@@ -102,6 +107,7 @@ impl Error {
             }
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Error::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             Error::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
             Error::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Error::Upstream(e) => match e {
@@ -133,6 +139,7 @@ impl Error {
             Error::DeadlineExceeded { .. } => "deadline_exceeded",
             Error::UnknownRoute { .. } => "unknown_route",
             Error::MethodNotAllowed { .. } => "method_not_allowed",
+            Error::UpgradeRequired => "websocket_unsupported",
             Error::Internal => "internal",
         }
     }

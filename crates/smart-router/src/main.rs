@@ -1,6 +1,7 @@
 //! The `smart-router` binary: CLI over the `router` crate (serve, demo, check-config,
 //! hash-token). `anyhow` lives here only.
 
+mod codex;
 mod demo;
 
 use anyhow::{Context, Result};
@@ -55,6 +56,21 @@ enum Command {
     },
     /// Print the SHA-256 of a token read from standard input, for `token_sha256`.
     HashToken,
+    /// Print a Codex CLI `config.toml` for using a group through this router.
+    CodexConfig {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The group Codex should use.
+        #[arg(long)]
+        group: String,
+        /// The router's URL as Codex reaches it (default: from `server.listen`).
+        #[arg(long)]
+        base_url: Option<String>,
+        /// The environment variable Codex reads the router token from.
+        #[arg(long, default_value = "ROUTER_TOKEN")]
+        env_key: String,
+    },
     /// Show the targets a group would try for a request, in order, and why others are excluded.
     Explain {
         /// The TOML configuration file.
@@ -148,6 +164,22 @@ fn main() -> Result<()> {
             match router::routing::explain(&config, &group, &req) {
                 Some(e) => {
                     print!("{e}");
+                    Ok(())
+                }
+                None => anyhow::bail!("no group named {group:?}"),
+            }
+        }
+        Command::CodexConfig {
+            config,
+            group,
+            base_url,
+            env_key,
+        } => {
+            let config = load_config(&config).map_err(anyhow::Error::msg)?;
+            let base = base_url.unwrap_or_else(|| format!("http://{}", config.server.listen));
+            match codex::config_toml(&config, &group, &base, &env_key) {
+                Some(text) => {
+                    print!("{text}");
                     Ok(())
                 }
                 None => anyhow::bail!("no group named {group:?}"),

@@ -203,3 +203,52 @@ model = "notools"
         "{text}"
     );
 }
+
+#[test]
+fn codex_config_derives_metadata_from_the_group() {
+    let path = temp_file(
+        "codex.toml",
+        r#"
+[server]
+listen = "127.0.0.1:9090"
+[providers.p]
+kind = "openai-responses"
+base_url = "http://127.0.0.1:9/v1"
+[groups.coder]
+[[groups.coder.targets]]
+provider = "p"
+model = "big"
+context_window = 400000
+capabilities = ["tools", "reasoning"]
+[[groups.coder.targets]]
+provider = "p"
+model = "small"
+context_window = 200000
+capabilities = ["tools", "reasoning"]
+"#,
+    );
+    let out = bin()
+        .args(["codex-config", "--group", "coder", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "model = \"coder\"",
+        "model_provider = \"smart-router\"",
+        "model_context_window = 200000",
+        "model_auto_compact_token_limit = 180000",
+        "model_reasoning_effort = \"medium\"",
+        "base_url = \"http://127.0.0.1:9090/v1\"",
+        "env_key = \"ROUTER_TOKEN\"",
+        "wire_api = \"responses\"",
+        "supports_websockets = false",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+}

@@ -5,7 +5,7 @@ use super::types::{Usage as WireUsage, finish_reason};
 use super::{decode_tool_id, session_from_user_id};
 use crate::DecodeError;
 use crate::canonical::{
-    self, ImageSource, Needs, Part, Reasoning, RequestSummary, ResponseFormat, Role, Tool,
+    self, ImageSource, Needs, Opaque, Part, Reasoning, RequestSummary, ResponseFormat, Role, Tool,
     ToolChoice, Usage, Warning,
 };
 use crate::openai_chat::decode::{model_of, push};
@@ -150,7 +150,10 @@ fn parts(content: &Value, w: &mut Vec<Warning>) -> Vec<Part> {
             "redacted_thinking" => Some(Part::Reasoning {
                 text: String::new(),
                 signature: None,
-                encrypted: b["data"].as_str().map(str::to_string),
+                encrypted: b["data"].as_str().map(|d| Opaque {
+                    dialect: crate::Dialect::AnthropicMessages,
+                    data: d.to_string(),
+                }),
             }),
             _ => None,
         };
@@ -223,6 +226,7 @@ pub fn decode_request(body: &[u8]) -> Result<(canonical::Request, Vec<Warning>),
             name: t["name"].as_str().unwrap_or("").to_string(),
             description: t["description"].as_str().map(str::to_string),
             parameters: t["input_schema"].clone(),
+            ..Tool::default()
         });
     }
     if let Some(c) = v.get("tool_choice").filter(|c| c.is_object()) {

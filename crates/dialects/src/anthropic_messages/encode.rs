@@ -80,11 +80,11 @@ fn block(p: &Part, w: &mut Vec<Warning>) -> Option<Value> {
             json!({"type": "thinking", "thinking": text, "signature": sig})
         }
         Part::Reasoning {
-            encrypted: Some(data),
+            encrypted: Some(o),
             signature: None,
             ..
-        } if !data.is_empty() => {
-            json!({"type": "redacted_thinking", "data": data})
+        } if o.dialect == crate::Dialect::AnthropicMessages => {
+            json!({"type": "redacted_thinking", "data": o.data})
         }
         Part::Reasoning { .. } => {
             w.push(Warning(

@@ -7,7 +7,7 @@ mod stream;
 mod usage;
 
 pub use request::{
-    EncodeOptions, ImageSource, Message, Needs, Part, Reasoning, Request, RequestSummary,
+    EncodeOptions, ImageSource, Message, Needs, Opaque, Part, Reasoning, Request, RequestSummary,
     ResponseFormat, Role, Tool, ToolChoice,
 };
 pub use response::{FinishReason, Response};

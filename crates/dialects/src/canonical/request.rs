@@ -115,9 +115,19 @@ pub enum Part {
         text: String,
         /// Anthropic thinking signature.
         signature: Option<String>,
-        /// Opaque encrypted reasoning (Anthropic redacted thinking, OpenAI encrypted content).
-        encrypted: Option<String>,
+        /// Opaque encrypted reasoning (Anthropic redacted thinking, OpenAI encrypted content),
+        /// only meaningful to the dialect that produced it.
+        encrypted: Option<Opaque>,
     },
+}
+
+/// An opaque blob only the dialect that produced it can read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opaque {
+    /// Who produced it.
+    pub dialect: crate::Dialect,
+    /// The blob.
+    pub data: String,
 }
 
 /// Where an image comes from.
@@ -158,10 +168,15 @@ impl ImageSource {
 }
 
 /// A function tool.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Tool {
-    /// Name.
+    /// Name (for a namespaced tool: `namespace__name`).
     pub name: String,
+    /// A freeform (Responses `custom`) tool: expressed elsewhere as a function with one string
+    /// argument `input`.
+    pub custom: bool,
+    /// The Responses namespace the tool belongs to.
+    pub namespace: Option<String>,
     /// What it does.
     pub description: Option<String>,
     /// JSON schema of the arguments.

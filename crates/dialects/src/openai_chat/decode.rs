@@ -254,6 +254,7 @@ pub fn decode_request(body: &[u8]) -> Result<(canonical::Request, Vec<Warning>),
                 .parameters
                 .clone()
                 .unwrap_or_else(|| serde_json::json!({"type": "object"})),
+            ..Tool::default()
         });
     }
     out.tool_choice = req.tool_choice.as_ref().and_then(|c| match c {

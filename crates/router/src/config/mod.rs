@@ -104,6 +104,8 @@ pub enum ProviderKind {
     OpenAi,
     /// Anthropic Messages.
     Anthropic,
+    /// OpenAI Responses.
+    OpenAiResponses,
 }
 
 impl ProviderKind {
@@ -111,6 +113,7 @@ impl ProviderKind {
     pub const ALL: &'static [(&'static str, ProviderKind)] = &[
         ("openai", ProviderKind::OpenAi),
         ("anthropic", ProviderKind::Anthropic),
+        ("openai-responses", ProviderKind::OpenAiResponses),
     ];
 }
 

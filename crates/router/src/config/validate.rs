@@ -595,7 +595,7 @@ mod tests {
         for want in [
             "server.colour: unknown key",
             "server.listen: \"nowhere\" is not an IP address",
-            "providers.openai.kind: \"opeani\" is not one of openai, anthropic (did you mean \"openai\"?)",
+            "providers.openai.kind: \"opeani\" is not one of openai, anthropic, openai-responses (did you mean \"openai\"?)",
             "providers.openai.base_url: \"ftp://x\" is not an http",
             "providers.openai.api_key: environment variable SMART_ROUTER_TEST_UNSET_KEY is not set",
             "groups.coder.strategy: \"fastest\" is not one of weighted, priority, latency, cost",

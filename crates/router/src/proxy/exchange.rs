@@ -14,8 +14,9 @@ use axum::response::Response;
 use bytes::Bytes;
 use dialects::Dialect;
 use dialects::canonical::{EncodeOptions, Request};
+use dialects::openai_responses::ToolShapes;
 use dialects::passthrough::{self, Inspected};
-use dialects::translate::{self, StreamDecoder, StreamEncoder};
+use dialects::translate::{self, AnswerContext, StreamDecoder, StreamEncoder};
 use http::{HeaderMap, HeaderValue};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -114,6 +115,24 @@ impl Translation<'_> {
         }
         self.structured_tool = enc.structured_tool;
         Ok(Bytes::from(enc.body))
+    }
+
+    /// What encoding the answer for the caller needs.
+    fn answer_context(
+        &self,
+        summary: &dialects::canonical::RequestSummary,
+        inspected: &Inspected,
+    ) -> AnswerContext {
+        AnswerContext {
+            model: summary.group.clone(),
+            created: now_secs(),
+            include_usage: inspected.include_usage,
+            shapes: self
+                .request
+                .as_ref()
+                .map(ToolShapes::of)
+                .unwrap_or_default(),
+        }
     }
 
     fn warn(&mut self, w: String) {
@@ -227,8 +246,7 @@ async fn run(
                 Bytes::from(translate::encode_response(
                     surface,
                     &resp,
-                    &summary.group,
-                    now_secs(),
+                    &tr.answer_context(summary, &inspected),
                 ))
             };
             let content_type = head
@@ -251,12 +269,7 @@ async fn run(
             } else {
                 Mode::translate(
                     StreamDecoder::new(upstream, tr.structured_tool.take()),
-                    StreamEncoder::new(
-                        surface,
-                        &summary.group,
-                        now_secs(),
-                        inspected.include_usage,
-                    ),
+                    StreamEncoder::new(surface, tr.answer_context(summary, &inspected)),
                 )
             };
             let limits = StreamLimits {

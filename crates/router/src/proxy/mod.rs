@@ -40,6 +40,34 @@ pub async fn messages(
     exchange::handle(state, ctx, headers, body, Dialect::AnthropicMessages).await
 }
 
+/// `POST /v1/responses`.
+pub async fn responses(
+    State(state): State<AppState>,
+    Extension(ctx): Extension<RequestContext>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    exchange::handle(state, ctx, headers, body, Dialect::OpenAiResponses).await
+}
+
+/// `GET /v1/responses`: a WebSocket upgrade (Codex's optional transport) gets a fast 426 so
+/// the client falls back to HTTP streaming; anything else is 405.
+pub async fn responses_upgrade(headers: HeaderMap) -> Response {
+    let upgrade = headers
+        .get(http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let err = if upgrade {
+        crate::Error::UpgradeRequired
+    } else {
+        crate::Error::MethodNotAllowed {
+            method: "GET".into(),
+            path: "/v1/responses".into(),
+        }
+    };
+    err.into_response(Dialect::OpenAiResponses)
+}
+
 /// Records the caller on the outcome, and the parent router's id when there is one.
 fn record_caller(outcome: &mut Outcome, caller: &Caller, headers: &HeaderMap) {
     let r = outcome.get_mut();

@@ -132,6 +132,10 @@ impl SseBody {
                     };
                     match tap_event(*dialect, sse::frame_event(frame), &data) {
                         Tap::Done => self.saw_done = true,
+                        Tap::DoneWithUsage(u) => {
+                            self.saw_done = true;
+                            usage = Some(u);
+                        }
                         Tap::Error => self.upstream_error = true,
                         Tap::ForcedUsage(u) => {
                             usage = Some(u);
@@ -243,7 +247,21 @@ impl SseBody {
             Some(e) => {
                 tracing::warn!(provider = %self.provider, error = e.kind(), "stream ended with an error");
                 outcome.finish(200, Some(e.kind()));
-                Some(e.stream_event(self.surface))
+                // A translator ends its own stream (keeping its indices and sequence numbers);
+                // a passthrough stream gets the dialect's error event.
+                match &mut self.mode {
+                    Mode::Translate(t) => {
+                        let mut out = BytesMut::new();
+                        t.encoder.encode(
+                            &Event::Error {
+                                message: e.to_string(),
+                            },
+                            &mut out,
+                        );
+                        Some(out.freeze())
+                    }
+                    Mode::Passthrough { .. } => Some(e.stream_event(self.surface)),
+                }
             }
         }
     }

@@ -104,6 +104,10 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/chat/completions", post(crate::proxy::chat_completions))
         .route("/v1/messages", post(crate::proxy::messages))
         .route(
+            "/v1/responses",
+            post(crate::proxy::responses).get(crate::proxy::responses_upgrade),
+        )
+        .route(
             "/v1/messages/count_tokens",
             post(crate::proxy::count_tokens),
         )

@@ -3,6 +3,7 @@
 
 mod anthropic;
 mod openai;
+mod openai_responses;
 
 use crate::config::{ProviderConfig, ProviderKind, Secret};
 use bytes::Bytes;
@@ -34,6 +35,7 @@ fn upstream_for(kind: ProviderKind) -> Box<dyn Upstream> {
     match kind {
         ProviderKind::OpenAi => Box::new(openai::OpenAi),
         ProviderKind::Anthropic => Box::new(anthropic::Anthropic),
+        ProviderKind::OpenAiResponses => Box::new(openai_responses::OpenAiResponses),
     }
 }
 
