@@ -11,9 +11,11 @@
 //! with fallback until one is usable) -> passthrough answer (whole body, or an SSE tap that
 //! forwards events as they arrive) -> `usage::Outcome` recorded once, when the response ends.
 
+pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod proxy;
 pub mod routing;
 pub mod server;

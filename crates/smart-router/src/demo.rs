@@ -2,10 +2,7 @@
 //! built-in config and a demo token. No provider keys, nothing leaves the machine.
 
 use anyhow::{Context, Result};
-use router::server::Runtime;
-use router::usage::Recorder;
 use std::io::Write;
-use std::sync::Arc;
 
 /// The demo caller's token (loopback only; never use it in a real deployment).
 pub const DEMO_TOKEN: &str = "sr-demo-token";
@@ -19,6 +16,7 @@ listen = "{listen}"
 
 [store]
 url = "sqlite://smart-router-demo.db"
+spool_path = "smart-router-demo.spool"
 
 [providers.fake]
 kind = "openai"
@@ -72,23 +70,21 @@ pub async fn run(listen: &str) -> Result<()> {
         .with_context(|| {
             format!("binding {listen} (pass --listen 127.0.0.1:PORT to use another port)")
         })?;
-    let addr = listener.local_addr()?;
-    let state = Arc::new(Runtime::new(
-        config,
-        Recorder::log_only(),
-        super::build_info(),
-    ));
-    let base = format!("http://{addr}");
-    println!("smart-router demo listening on {base}");
-    println!("  OpenAI base URL: {base}/v1");
-    println!("  token:           {DEMO_TOKEN}");
-    println!("  model groups:    fast, coder");
-    println!("  try:");
-    println!(
-        "    curl -N {base}/v1/chat/completions -H 'Authorization: Bearer {DEMO_TOKEN}' -H 'content-type: application/json' -d '{{\"model\":\"coder\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"Hello there\"}}]}}'"
-    );
-    std::io::stdout().flush()?;
-    router::server::serve(listener, state, super::shutdown_signal()).await?;
+    super::serve_until(config, listener, |addr| {
+        let base = format!("http://{addr}");
+        println!("smart-router demo listening on {base}");
+        println!("  OpenAI base URL:    {base}/v1  (chat/completions, responses)");
+        println!("  Anthropic base URL: {base}     (v1/messages)");
+        println!("  token:              {DEMO_TOKEN}");
+        println!("  model groups:       fast, coder");
+        println!("  usage report:       curl {base}/admin/reports/usage -H 'Authorization: Bearer {DEMO_TOKEN}'");
+        println!("  try:");
+        println!(
+            "    curl -N {base}/v1/chat/completions -H 'Authorization: Bearer {DEMO_TOKEN}' -H 'content-type: application/json' -d '{{\"model\":\"coder\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"Hello there\"}}]}}'"
+        );
+        let _ = std::io::stdout().flush();
+    })
+    .await?;
     drop(fake);
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 mod codex;
 mod demo;
+mod store_cli;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -24,6 +25,19 @@ struct Cli {
     log_level: String,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReportFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExportFormat {
+    Jsonl,
+    Csv,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -56,6 +70,54 @@ enum Command {
     },
     /// Print the SHA-256 of a token read from standard input, for `token_sha256`.
     HashToken,
+    /// Create or upgrade the usage store's schema.
+    Migrate {
+        /// The TOML configuration file (its `store.url`).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Usage report from the store: totals, tokens, cost, latency percentiles.
+    Report {
+        /// The TOML configuration file (its `store.url`).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Start: Unix ms, YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (default: 24 hours before --to).
+        #[arg(long)]
+        from: Option<String>,
+        /// End, exclusive (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// Dimensions: caller,project,team,environment,client,surface,group,provider,model,status,day,hour.
+        #[arg(long, default_value = "group")]
+        group_by: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+    },
+    /// Stream usage records of a time range to stdout as JSONL or CSV.
+    Export {
+        /// The TOML configuration file (its `store.url`).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Start (default: 24 hours before --to).
+        #[arg(long)]
+        from: Option<String>,
+        /// End, exclusive (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+    },
+    /// Delete usage records older than N days.
+    Purge {
+        /// The TOML configuration file (its `store.url`).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Age in days.
+        #[arg(long)]
+        older_than: u32,
+    },
     /// Print a Codex CLI `config.toml` for using a group through this router.
     CodexConfig {
         /// The TOML configuration file.
@@ -185,6 +247,53 @@ fn main() -> Result<()> {
                 None => anyhow::bail!("no group named {group:?}"),
             }
         }
+        Command::Migrate { config } => {
+            let config = load_config(&config).map_err(anyhow::Error::msg)?;
+            runtime()?.block_on(async {
+                let store = router::usage::store::open(&config.store.url)?;
+                store.migrate().await?;
+                println!("usage store ready: {}", redact_url(&config.store.url));
+                Ok(())
+            })
+        }
+        Command::Report {
+            config,
+            from,
+            to,
+            group_by,
+            format,
+        } => {
+            let config = load_config(&config).map_err(anyhow::Error::msg)?;
+            runtime()?.block_on(store_cli::report(&config, from, to, &group_by, format))
+        }
+        Command::Export {
+            config,
+            from,
+            to,
+            format,
+        } => {
+            let config = load_config(&config).map_err(anyhow::Error::msg)?;
+            runtime()?.block_on(store_cli::export(
+                &config,
+                from,
+                to,
+                format == ExportFormat::Csv,
+            ))
+        }
+        Command::Purge { config, older_than } => {
+            let config = load_config(&config).map_err(anyhow::Error::msg)?;
+            runtime()?.block_on(async {
+                let store = router::usage::store::open(&config.store.url)?;
+                store.migrate().await?;
+                let n = router::usage::retention::purge(
+                    store.as_ref(),
+                    router::usage::retention::cutoff_ms(older_than),
+                )
+                .await?;
+                println!("purged {n} usage records older than {older_than} days");
+                Ok(())
+            })
+        }
         Command::Serve { config, listen } => {
             init_logging(cli.log_format, &cli.log_level);
             let mut config = match load_config(&config) {
@@ -235,22 +344,63 @@ fn check_config(file: &Path) -> Result<()> {
     }
 }
 
-/// Binds, prints the address, serves until SIGTERM/SIGINT, drains.
-async fn serve(config: Config) -> Result<()> {
+/// A store URL without its password, for messages.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Binds, prints the address, serves until SIGTERM/SIGINT, drains, then flushes usage.
+pub(crate) async fn serve_until(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    banner: impl FnOnce(std::net::SocketAddr),
+) -> Result<()> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
+    let addr = listener.local_addr()?;
+    let store = router::usage::store::open(&config.store.url).context("opening the usage store")?;
+    if let Err(e) = store.migrate().await {
+        tracing::warn!(error = %e, store = %redact_url(&config.store.url), "usage store unreachable at start; records are spooled until it answers");
+    }
+    let writer = Arc::new(router::usage::Writer::spawn(
+        store.clone(),
+        config.store.writer.clone(),
+    ));
+    let recorder = Recorder::new(&config).with_writer(writer.clone());
+    let (stop_retention, retention_rx) = tokio::sync::watch::channel(false);
+    let retention = tokio::spawn(router::usage::retention::run(
+        store.clone(),
+        config.store.retention_days,
+        retention_rx,
+    ));
+    let state = Arc::new(Runtime::new(config, recorder, build_info(), Some(store)));
+    banner(addr);
+    tracing::info!(%addr, "listening");
+    let drained = router::server::serve(listener, state, shutdown_signal()).await?;
+    let _ = stop_retention.send(true);
+    let _ = retention.await;
+    writer.shutdown().await;
+    tracing::info!(drained, "stopped");
+    Ok(())
+}
+
+async fn serve(config: Config) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
-    let addr = listener.local_addr()?;
-    let state = Arc::new(Runtime::new(config, Recorder::log_only(), build_info()));
-    println!("smart-router listening on http://{addr}");
-    std::io::stdout().flush()?;
-    tracing::info!(%addr, "listening");
-    let drained = router::server::serve(listener, state, shutdown_signal()).await?;
-    tracing::info!(drained, "stopped");
-    Ok(())
+    serve_until(config, listener, |addr| {
+        println!("smart-router listening on http://{addr}");
+        let _ = std::io::stdout().flush();
+    })
+    .await
 }
 
 async fn shutdown_signal() {

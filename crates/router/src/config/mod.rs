@@ -93,8 +93,10 @@ pub struct RoutingConfig {
 pub struct StoreConfig {
     /// `sqlite://PATH` or `postgres://...`.
     pub url: String,
-    /// Retention of usage records.
+    /// Retention of usage records (0 keeps them forever).
     pub retention_days: u32,
+    /// The usage writer's settings.
+    pub writer: crate::usage::WriterConfig,
 }
 
 /// The provider kinds, each implemented by one module under `upstream/`.

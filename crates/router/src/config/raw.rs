@@ -127,6 +127,21 @@ pub struct RawStore {
     /// Usage records older than this are purged.
     #[serde(default = "default_retention")]
     pub retention_days: u32,
+    /// Where records wait while the store is unreachable.
+    #[serde(default = "default_spool_path")]
+    pub spool_path: String,
+    /// Largest spool.
+    #[serde(default = "default_spool_max")]
+    pub spool_max_bytes: u64,
+    /// Records per insert batch.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// Longest a record waits before its batch is written.
+    #[serde(default = "default_flush")]
+    pub flush_interval_ms: u64,
+    /// Capacity of the writer's queue.
+    #[serde(default = "default_queue")]
+    pub queue_capacity: usize,
 }
 
 impl Default for RawStore {
@@ -134,8 +149,29 @@ impl Default for RawStore {
         RawStore {
             url: default_store_url(),
             retention_days: default_retention(),
+            spool_path: default_spool_path(),
+            spool_max_bytes: default_spool_max(),
+            batch_size: default_batch(),
+            flush_interval_ms: default_flush(),
+            queue_capacity: default_queue(),
         }
     }
+}
+
+fn default_spool_path() -> String {
+    "smart-router-usage.spool".into()
+}
+fn default_spool_max() -> u64 {
+    1 << 30
+}
+fn default_batch() -> usize {
+    1000
+}
+fn default_flush() -> u64 {
+    200
+}
+fn default_queue() -> usize {
+    65_536
 }
 
 fn default_store_url() -> String {

@@ -64,9 +64,18 @@ pub fn validate(raw: RawConfig, hash: String) -> Result<Config, Vec<ConfigError>
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let server = validate_server(&raw, &mut errors);
+    let rs = &raw.store;
     let store = StoreConfig {
-        url: raw.store.url.clone(),
-        retention_days: raw.store.retention_days,
+        url: rs.url.clone(),
+        retention_days: rs.retention_days,
+        writer: crate::usage::WriterConfig {
+            batch_size: rs.batch_size.max(1),
+            flush_interval: Duration::from_millis(rs.flush_interval_ms.max(1)),
+            queue_capacity: rs.queue_capacity.max(1),
+            spool_path: rs.spool_path.clone().into(),
+            spool_max_bytes: rs.spool_max_bytes,
+            retry_interval: Duration::from_secs(1),
+        },
     };
     if !["sqlite://", "postgres://", "postgresql://"]
         .iter()

@@ -38,6 +38,7 @@ pub async fn handle(
         ctx.started,
         ctx.started_at,
     );
+    outcome.get_mut().client = crate::usage::detect_client(&headers);
     match run(&state, &ctx, &headers, body, surface, &mut outcome).await {
         Ok(Answer::Whole(mut resp)) => {
             super::annotate(resp.headers_mut(), outcome.get_mut());

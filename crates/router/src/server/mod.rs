@@ -55,6 +55,8 @@ pub struct Runtime {
     pub recorder: Arc<Recorder>,
     /// Per-target health.
     pub health: Health,
+    /// The usage store, for reports (the writer has its own handle).
+    pub store: Option<Arc<dyn crate::usage::store::UsageStore>>,
     /// Session affinity.
     pub affinity: Affinity,
     /// Build metadata.
@@ -64,9 +66,15 @@ pub struct Runtime {
 
 impl Runtime {
     /// Builds the runtime for a validated config.
-    pub fn new(config: Config, recorder: Recorder, build: BuildInfo) -> Self {
+    pub fn new(
+        config: Config,
+        recorder: Recorder,
+        build: BuildInfo,
+        store: Option<Arc<dyn crate::usage::store::UsageStore>>,
+    ) -> Self {
         let providers = config.providers.iter().map(Provider::new).collect();
         Runtime {
+            store,
             health: Health::new(config.target_count, &config.routing),
             affinity: Affinity::new(
                 config.routing.affinity_max_sessions,
@@ -114,6 +122,11 @@ pub fn app(state: AppState) -> Router {
         .route("/api/hello", axum::routing::any(health::hello))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{*id}", get(models::get_one))
+        .route("/v1/router/usage", get(crate::admin::own_usage))
+        .route("/metrics", get(crate::admin::metrics))
+        .route("/admin/reports/usage", get(crate::admin::usage_report))
+        .route("/admin/requests/{id}", get(crate::admin::request_detail))
+        .route("/admin/exports/usage", get(crate::admin::export))
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
         .route("/version", get(health::version))

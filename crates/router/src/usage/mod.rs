@@ -1,7 +1,20 @@
 //! Per-request outcomes: what happened to a request (caller, group, attempts, usage, status,
 //! timings), recorded exactly once — when finished, or when dropped because the client left.
-//! Outcomes are logged and handed to a bounded queue for the usage store; never any content.
+//! Outcomes are logged, counted in the metrics and written to the usage store as
+//! [`UsageRecord`]s through the bounded [`Writer`]; never any content.
 
+mod client;
+pub mod record;
+pub mod retention;
+pub mod store;
+pub mod writer;
+
+pub use client::detect_client;
+pub use record::{PriceTable, UsageRecord};
+pub use writer::{Writer, WriterConfig, WriterStats};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
 use dialects::canonical::Usage;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,6 +55,8 @@ pub struct RequestOutcome {
     pub environment: Option<String>,
     /// The surface (client dialect).
     pub surface: &'static str,
+    /// The client software (from the user agent).
+    pub client: &'static str,
     /// The group asked for.
     pub group: Option<String>,
     /// Streamed response.
@@ -73,35 +88,49 @@ impl RequestOutcome {
     }
 }
 
-/// Receives finished outcomes: logs each and queues it for the store (bounded; drops counted).
+/// Receives finished outcomes: logs each, counts it in the metrics, and hands its usage record
+/// to the writer (bounded; drops counted). Tests may also subscribe to the outcomes.
 #[derive(Debug)]
 pub struct Recorder {
-    tx: Option<mpsc::Sender<RequestOutcome>>,
+    /// The metrics registry.
+    pub metrics: Metrics,
+    prices: PriceTable,
+    writer: Option<Arc<Writer>>,
+    outcomes: Option<mpsc::Sender<RequestOutcome>>,
     dropped: AtomicU64,
 }
 
 impl Recorder {
-    /// A recorder that only logs.
-    pub fn log_only() -> Self {
+    /// A recorder that logs and counts, pricing with `config`'s targets.
+    pub fn new(config: &Config) -> Self {
         Recorder {
-            tx: None,
+            metrics: Metrics::new(),
+            prices: PriceTable::from_config(config),
+            writer: None,
+            outcomes: None,
             dropped: AtomicU64::new(0),
         }
     }
 
-    /// A recorder that also queues outcomes, with a queue of `capacity`.
-    pub fn with_queue(capacity: usize) -> (Self, mpsc::Receiver<RequestOutcome>) {
-        let (tx, rx) = mpsc::channel(capacity);
-        (
-            Recorder {
-                tx: Some(tx),
-                dropped: AtomicU64::new(0),
-            },
-            rx,
-        )
+    /// Also sends usage records to `writer`.
+    pub fn with_writer(mut self, writer: Arc<Writer>) -> Self {
+        self.writer = Some(writer);
+        self
     }
 
-    /// Outcomes dropped because the queue was full.
+    /// Also queues every outcome (for tests and embedders), `capacity` deep.
+    pub fn with_outcomes(mut self, capacity: usize) -> (Self, mpsc::Receiver<RequestOutcome>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        self.outcomes = Some(tx);
+        (self, rx)
+    }
+
+    /// The usage writer, when there is one.
+    pub fn writer(&self) -> Option<&Arc<Writer>> {
+        self.writer.as_ref()
+    }
+
+    /// Outcomes dropped because the outcome queue was full.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
@@ -112,6 +141,7 @@ impl Recorder {
             request_id = %o.request_id,
             parent_id = o.parent_id.as_deref().unwrap_or("-"),
             caller = o.caller.as_deref().unwrap_or("-"),
+            client = o.client,
             surface = o.surface,
             group = o.group.as_deref().unwrap_or("-"),
             target = %served.map_or_else(|| "-".to_string(), |a| format!("{}/{}", a.provider, a.model)),
@@ -124,7 +154,12 @@ impl Recorder {
             output_tokens = o.usage.map_or(0, |u| u.output_tokens),
             "request finished"
         );
-        if let Some(tx) = &self.tx {
+        let record = UsageRecord::from_outcome(&o, &self.prices);
+        self.metrics.observe(&o, record.cost_usd);
+        if let Some(w) = &self.writer {
+            w.submit(record);
+        }
+        if let Some(tx) = &self.outcomes {
             if tx.try_send(o).is_err() {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -150,6 +185,7 @@ impl Outcome {
         started: Instant,
         started_at: SystemTime,
     ) -> Self {
+        recorder.metrics.in_flight.inc();
         Outcome {
             record: Some(RequestOutcome {
                 request_id: request_id.to_string(),
@@ -160,6 +196,7 @@ impl Outcome {
                 team: None,
                 environment: None,
                 surface,
+                client: "other",
                 group: None,
                 stream: false,
                 http_status: 499,
@@ -200,6 +237,7 @@ impl Outcome {
         r.http_status = http_status;
         r.error_kind = error_kind;
         r.latency = elapsed;
+        self.recorder.metrics.in_flight.dec();
         self.recorder.record(r);
     }
 }
@@ -208,6 +246,7 @@ impl Drop for Outcome {
     fn drop(&mut self) {
         if let Some(mut r) = self.record.take() {
             r.latency = self.started.elapsed();
+            self.recorder.metrics.in_flight.dec();
             self.recorder.record(r);
         }
     }

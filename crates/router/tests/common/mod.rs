@@ -99,8 +99,8 @@ impl Harness {
         let config = router::config::parse(&text).unwrap_or_else(|e| panic!("config: {e}"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (recorder, outcomes) = Recorder::with_queue(1024);
-        let state = Arc::new(Runtime::new(config, recorder, BuildInfo::default()));
+        let (recorder, outcomes) = Recorder::new(&config).with_outcomes(1024);
+        let state = Arc::new(Runtime::new(config, recorder, BuildInfo::default(), None));
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(router::server::serve(listener, state.clone(), async {
             let _ = rx.await;

@@ -1,0 +1,358 @@
+//! The operator surface: `/metrics` (metrics-admin), usage reports, per-request lookups and
+//! exports (report-admin), and a caller's own usage summary (caller). Admin roles include all.
+
+mod time;
+
+pub use time::parse_time_ms;
+
+use crate::auth::{AuthFailure, Caller, Role};
+use crate::error::Error;
+use crate::server::AppState;
+use crate::usage::store::{self, Dimension, ReportQuery};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use dialects::Dialect;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use serde::Deserialize;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// Authenticates a token that holds any of `roles` (admin holds them all).
+fn require(state: &AppState, headers: &HeaderMap, roles: &[Role]) -> Result<Arc<Caller>, Error> {
+    let caller = state.auth.authenticate(headers).map_err(|f| match f {
+        AuthFailure::Missing => Error::MissingToken,
+        AuthFailure::Unknown => Error::InvalidToken,
+    })?;
+    if roles.iter().any(|r| caller.has(*r)) {
+        Ok(caller)
+    } else {
+        Err(Error::Forbidden {
+            role: roles[0].as_str(),
+        })
+    }
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn bad_request(message: String) -> Response {
+    let body =
+        dialects::openai_chat::error::encode_error(400, &message, None, Some("invalid_query"));
+    json_response(
+        StatusCode::BAD_REQUEST,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+fn store_unavailable(e: impl std::fmt::Display) -> Response {
+    tracing::warn!(error = %e, "usage store query failed");
+    let body = dialects::openai_chat::error::encode_error(
+        503,
+        "the usage store is unavailable",
+        None,
+        Some("store_unavailable"),
+    );
+    json_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+/// `GET /metrics`: Prometheus text, for metrics-admin tokens.
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(e) = require(&state, &headers, &[Role::MetricsAdmin]) {
+        return e.into_response(Dialect::OpenAiChat);
+    }
+    let m = &state.recorder.metrics;
+    if let Some(w) = state.recorder.writer() {
+        let s = &w.stats;
+        m.usage_queue_depth.set(w.queue_depth() as i64);
+        m.usage_dropped
+            .set(s.dropped.load(Ordering::Relaxed) as i64);
+        m.usage_written
+            .set(s.written.load(Ordering::Relaxed) as i64);
+        m.usage_spool_bytes
+            .set(s.spool_bytes.load(Ordering::Relaxed) as i64);
+        m.usage_store_up
+            .set(i64::from(s.store_up.load(Ordering::Relaxed)));
+    }
+    for t in state.config.groups.iter().flat_map(|g| &g.targets) {
+        let labels = crate::metrics::TargetLabels {
+            provider: state.config.providers[t.provider].name.clone(),
+            model: t.model.clone(),
+        };
+        m.target_cooling
+            .get_or_create(&labels)
+            .set(i64::from(state.health.cooling(t.id).is_some()));
+    }
+    let mut r = Response::new(Body::from(m.encode()));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    r
+}
+
+/// Query of the report and export endpoints.
+#[derive(Debug, Deserialize)]
+pub struct UsageParams {
+    from: Option<String>,
+    to: Option<String>,
+    group_by: Option<String>,
+    format: Option<String>,
+}
+
+/// The time range of a query (default: the last 24 hours).
+fn range(p: &UsageParams) -> Result<(i64, i64), String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let to =
+        p.to.as_deref()
+            .map(parse_time_ms)
+            .transpose()?
+            .unwrap_or(now + 1);
+    let from = p
+        .from
+        .as_deref()
+        .map(parse_time_ms)
+        .transpose()?
+        .unwrap_or(to - 86_400_000);
+    if from > to {
+        return Err("`from` is after `to`".into());
+    }
+    Ok((from, to))
+}
+
+async fn report(
+    state: &AppState,
+    p: &UsageParams,
+    caller: Option<String>,
+    default_group_by: &str,
+) -> Response {
+    let Some(store) = &state.store else {
+        return store_unavailable("no usage store configured");
+    };
+    let (from_ms, to_ms) = match range(p) {
+        Ok(r) => r,
+        Err(e) => return bad_request(e),
+    };
+    let group_by = match Dimension::parse_list(p.group_by.as_deref().unwrap_or(default_group_by)) {
+        Ok(g) => g,
+        Err(e) => return bad_request(e),
+    };
+    let q = ReportQuery {
+        from_ms,
+        to_ms,
+        group_by,
+        caller,
+    };
+    match store::report::run(store.as_ref(), &q).await {
+        Ok(rows) => match p.format.as_deref().unwrap_or("json") {
+            "csv" => {
+                let mut r = Response::new(Body::from(store::render_csv(&q, &rows)));
+                r.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/csv; charset=utf-8"),
+                );
+                r
+            }
+            "json" => json_response(StatusCode::OK, store::render_json(&q, &rows)),
+            other => bad_request(format!("unknown format {other:?} (json, csv)")),
+        },
+        Err(e) => store_unavailable(e),
+    }
+}
+
+/// `GET /admin/reports/usage?from&to&group_by&format`.
+pub async fn usage_report(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(p): Query<UsageParams>,
+) -> Response {
+    if let Err(e) = require(&state, &headers, &[Role::ReportAdmin]) {
+        return e.into_response(Dialect::OpenAiChat);
+    }
+    report(&state, &p, None, "group").await
+}
+
+/// `GET /v1/router/usage`: the caller's own usage (never anyone else's).
+pub async fn own_usage(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(p): Query<UsageParams>,
+) -> Response {
+    let caller = match require(&state, &headers, &[Role::Caller]) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(Dialect::OpenAiChat),
+    };
+    let allowed = [
+        "group", "model", "provider", "client", "surface", "status", "day", "hour",
+    ];
+    if let Some(g) = &p.group_by {
+        if let Some(bad) = g
+            .split(',')
+            .map(str::trim)
+            .find(|d| !d.is_empty() && !allowed.contains(d))
+        {
+            return bad_request(format!(
+                "group_by {bad:?} is not available here (allowed: {})",
+                allowed.join(", ")
+            ));
+        }
+    }
+    report(&state, &p, Some(caller.name.clone()), "group").await
+}
+
+/// `GET /admin/requests/{request_id}`: every record of a request, with its attempts.
+pub async fn request_detail(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(e) = require(&state, &headers, &[Role::ReportAdmin]) {
+        return e.into_response(Dialect::OpenAiChat);
+    }
+    let Some(store) = &state.store else {
+        return store_unavailable("no usage store configured");
+    };
+    match store.by_request_id(&id).await {
+        Ok(records) if records.is_empty() => {
+            let body = dialects::openai_chat::error::encode_error(
+                404,
+                &format!("no usage record for request {id}"),
+                None,
+                Some("not_found"),
+            );
+            json_response(
+                StatusCode::NOT_FOUND,
+                String::from_utf8_lossy(&body).into_owned(),
+            )
+        }
+        Ok(records) => {
+            let records: Vec<serde_json::Value> = records.iter().map(record_json).collect();
+            json_response(
+                StatusCode::OK,
+                serde_json::json!({"request_id": id, "records": records}).to_string(),
+            )
+        }
+        Err(e) => store_unavailable(e),
+    }
+}
+
+/// A record as JSON with its attempts and warnings expanded.
+fn record_json(r: &crate::usage::UsageRecord) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).expect("records serialise");
+    v["attempts_detail"] = serde_json::from_str(&r.attempts_json).unwrap_or_default();
+    v["warnings"] = serde_json::from_str(&r.warnings).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("attempts_json");
+    }
+    v
+}
+
+/// Column order of CSV exports.
+pub const EXPORT_COLUMNS: &[&str] = &[
+    "record_id",
+    "request_id",
+    "parent_id",
+    "started_at_ms",
+    "caller",
+    "project",
+    "team",
+    "environment",
+    "client",
+    "surface",
+    "group",
+    "provider",
+    "model",
+    "status",
+    "http_status",
+    "error_kind",
+    "attempts",
+    "fallback",
+    "stream",
+    "latency_ms",
+    "ttft_ms",
+    "input_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    "affinity_hit",
+];
+
+/// One record as an export line (JSONL or CSV).
+pub fn export_line(r: &crate::usage::UsageRecord, csv: bool) -> String {
+    if !csv {
+        let mut line = record_json(r).to_string();
+        line.push('\n');
+        return line;
+    }
+    let v = serde_json::to_value(r).expect("records serialise");
+    let fields: Vec<String> = EXPORT_COLUMNS
+        .iter()
+        .map(|c| match &v[*c] {
+            serde_json::Value::Null => String::new(),
+            serde_json::Value::String(s) => store::report::csv_field(s),
+            other => other.to_string(),
+        })
+        .collect();
+    let mut line = fields.join(",");
+    line.push('\n');
+    line
+}
+
+/// `GET /admin/exports/usage?from&to&format=jsonl|csv`: streamed, in constant memory.
+pub async fn export(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(p): Query<UsageParams>,
+) -> Response {
+    if let Err(e) = require(&state, &headers, &[Role::ReportAdmin]) {
+        return e.into_response(Dialect::OpenAiChat);
+    }
+    let Some(store) = state.store.clone() else {
+        return store_unavailable("no usage store configured");
+    };
+    let (from_ms, to_ms) = match range(&p) {
+        Ok(r) => r,
+        Err(e) => return bad_request(e),
+    };
+    let csv = match p.format.as_deref().unwrap_or("jsonl") {
+        "csv" => true,
+        "jsonl" => false,
+        other => return bad_request(format!("unknown format {other:?} (jsonl, csv)")),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    // The producer stops when the client goes away (its sends fail).
+    tokio::spawn(async move { store.export(from_ms, to_ms, tx).await });
+    let header = csv.then(|| format!("{}\n", EXPORT_COLUMNS.join(",")));
+    let lines = futures_util::stream::unfold((rx, header), move |(mut rx, header)| async move {
+        if let Some(h) = header {
+            return Some((Ok::<_, std::io::Error>(bytes::Bytes::from(h)), (rx, None)));
+        }
+        match rx.recv().await? {
+            Ok(r) => Some((Ok(bytes::Bytes::from(export_line(&r, csv))), (rx, None))),
+            Err(e) => Some((Err(std::io::Error::other(e.to_string())), (rx, None))),
+        }
+    });
+    let mut r = Response::new(Body::from_stream(lines));
+    let ct = if csv {
+        "text/csv; charset=utf-8"
+    } else {
+        "application/x-ndjson"
+    };
+    r.headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    r
+}

@@ -1,0 +1,305 @@
+//! Prometheus metrics. Labels are limited to surface, group, provider, model, status class and
+//! low-cardinality kinds: never a caller, project, team, token or request id.
+
+use crate::usage::RequestOutcome;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+/// Labels of request-level series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Client dialect.
+    pub surface: String,
+    /// Model group.
+    pub group: String,
+    /// Provider that served (or `none`).
+    pub provider: String,
+    /// Upstream model that served (or `none`).
+    pub model: String,
+    /// `2xx`, `4xx`, `5xx`, `client_closed`.
+    pub status: String,
+}
+
+/// Labels of attempt-level series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    /// Provider.
+    pub provider: String,
+    /// Upstream model.
+    pub model: String,
+    /// `ok` or the error class.
+    pub outcome: String,
+}
+
+/// Labels of error series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// Client dialect.
+    pub surface: String,
+    /// Model group.
+    pub group: String,
+    /// Error class.
+    pub kind: String,
+}
+
+/// Labels of token series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    /// Model group.
+    pub group: String,
+    /// Provider.
+    pub provider: String,
+    /// Upstream model.
+    pub model: String,
+    /// `input`, `cached`, `cache_write`, `output`, `reasoning`.
+    pub kind: String,
+}
+
+/// Labels of per-target series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    /// Provider.
+    pub provider: String,
+    /// Upstream model.
+    pub model: String,
+}
+
+/// Labels of per-group series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabels {
+    /// Client dialect.
+    pub surface: String,
+    /// Model group.
+    pub group: String,
+}
+
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    [
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+    ]
+    .into_iter()
+}
+
+/// Every metric the router exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<RequestLabels, Histogram>,
+    ttft: Family<GroupLabels, Histogram>,
+    attempts: Family<AttemptLabels, Counter>,
+    fallbacks: Family<GroupLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    tokens: Family<TokenLabels, Counter>,
+    cost: Family<TargetLabels, Counter<f64, AtomicU64>>,
+    /// Requests being served.
+    pub in_flight: Gauge,
+    /// Usage records waiting in the writer's queue.
+    pub usage_queue_depth: Gauge,
+    /// Usage records dropped.
+    pub usage_dropped: Gauge,
+    /// Usage records written.
+    pub usage_written: Gauge,
+    /// Bytes in the usage spool.
+    pub usage_spool_bytes: Gauge,
+    /// 1 when the usage store answers.
+    pub usage_store_up: Gauge,
+    /// 1 per target cooling down.
+    pub target_cooling: Family<TargetLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("smart_router");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("requests", "Requests answered", requests.clone());
+        let duration = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(latency_buckets())
+        });
+        registry.register(
+            "request_duration_seconds",
+            "Time from request to the end of the response",
+            duration.clone(),
+        );
+        let ttft = Family::<GroupLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(latency_buckets())
+        });
+        registry.register(
+            "time_to_first_byte_seconds",
+            "Time from request to the first response byte",
+            ttft.clone(),
+        );
+        let attempts = Family::<AttemptLabels, Counter>::default();
+        registry.register("attempts", "Upstream attempts by outcome", attempts.clone());
+        let fallbacks = Family::<GroupLabels, Counter>::default();
+        registry.register(
+            "fallbacks",
+            "Requests served by a target other than the first tried",
+            fallbacks.clone(),
+        );
+        let errors = Family::<ErrorLabels, Counter>::default();
+        registry.register("errors", "Failed requests by error class", errors.clone());
+        let tokens = Family::<TokenLabels, Counter>::default();
+        registry.register("tokens", "Tokens by kind", tokens.clone());
+        let cost = Family::<TargetLabels, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "cost_usd",
+            "Cost in USD from the targets' prices",
+            cost.clone(),
+        );
+        let gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let g = Gauge::default();
+            registry.register(name, help, g.clone());
+            g
+        };
+        let in_flight = gauge(&mut registry, "in_flight_requests", "Requests being served");
+        let usage_queue_depth = gauge(
+            &mut registry,
+            "usage_queue_depth",
+            "Usage records waiting to be written",
+        );
+        let usage_dropped = gauge(
+            &mut registry,
+            "usage_dropped_records",
+            "Usage records dropped (queue or spool full)",
+        );
+        let usage_written = gauge(
+            &mut registry,
+            "usage_written_records",
+            "Usage records written to the store",
+        );
+        let usage_spool_bytes = gauge(
+            &mut registry,
+            "usage_spool_bytes",
+            "Bytes waiting in the usage spool",
+        );
+        let usage_store_up = gauge(
+            &mut registry,
+            "usage_store_up",
+            "1 when the usage store answers",
+        );
+        let target_cooling = Family::<TargetLabels, Gauge>::default();
+        registry.register(
+            "target_cooling",
+            "1 while a target cools down",
+            target_cooling.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+            ttft,
+            attempts,
+            fallbacks,
+            errors,
+            tokens,
+            cost,
+            in_flight,
+            usage_queue_depth,
+            usage_dropped,
+            usage_written,
+            usage_spool_bytes,
+            usage_store_up,
+            target_cooling,
+        }
+    }
+
+    /// Counts a finished request.
+    pub fn observe(&self, o: &RequestOutcome, cost_usd: f64) {
+        let served = o.served_by.and_then(|i| o.attempts.get(i));
+        let status = match o.http_status {
+            499 => "client_closed",
+            s if s < 300 && o.error_kind.is_none() => "2xx",
+            s if s < 300 => "stream_error",
+            s if s < 500 => "4xx",
+            _ => "5xx",
+        };
+        let group = o.group.clone().unwrap_or_else(|| "none".into());
+        let labels = RequestLabels {
+            surface: o.surface.to_string(),
+            group: group.clone(),
+            provider: served.map_or_else(|| "none".into(), |a| a.provider.clone()),
+            model: served.map_or_else(|| "none".into(), |a| a.model.clone()),
+            status: status.into(),
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.duration
+            .get_or_create(&labels)
+            .observe(o.latency.as_secs_f64());
+        let gl = GroupLabels {
+            surface: o.surface.to_string(),
+            group: group.clone(),
+        };
+        if let Some(t) = o.ttft {
+            self.ttft.get_or_create(&gl).observe(t.as_secs_f64());
+        }
+        if o.fallback_used() {
+            self.fallbacks.get_or_create(&gl).inc();
+        }
+        if let Some(kind) = o.error_kind {
+            self.errors
+                .get_or_create(&ErrorLabels {
+                    surface: o.surface.to_string(),
+                    group: group.clone(),
+                    kind: kind.into(),
+                })
+                .inc();
+        }
+        for a in &o.attempts {
+            self.attempts
+                .get_or_create(&AttemptLabels {
+                    provider: a.provider.clone(),
+                    model: a.model.clone(),
+                    outcome: a.outcome.into(),
+                })
+                .inc();
+        }
+        if let (Some(a), Some(u)) = (served, o.usage) {
+            for (kind, n) in [
+                ("input", u.input_tokens),
+                ("cached", u.cached_input_tokens),
+                ("cache_write", u.cache_write_tokens),
+                ("output", u.output_tokens),
+                ("reasoning", u.reasoning_tokens),
+            ] {
+                if n > 0 {
+                    let l = TokenLabels {
+                        group: group.clone(),
+                        provider: a.provider.clone(),
+                        model: a.model.clone(),
+                        kind: kind.into(),
+                    };
+                    self.tokens.get_or_create(&l).inc_by(n);
+                }
+            }
+            if cost_usd > 0.0 {
+                self.cost
+                    .get_or_create(&TargetLabels {
+                        provider: a.provider.clone(),
+                        model: a.model.clone(),
+                    })
+                    .inc_by(cost_usd);
+            }
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,216 @@
+//! The persisted usage record: what a [`RequestOutcome`] becomes once priced and classified.
+//! No prompt or response text, ever.
+
+use super::RequestOutcome;
+use crate::config::{Config, Price};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::time::UNIX_EPOCH;
+
+/// One request's usage, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    /// Unique id of the record (UUIDv7), so a replayed record is stored once.
+    pub record_id: String,
+    /// The request id (shared across router hops).
+    pub request_id: String,
+    /// The sending router's name, across hops.
+    pub parent_id: Option<String>,
+    /// Arrival, Unix milliseconds.
+    pub started_at_ms: i64,
+    /// Caller name (none when authentication failed).
+    pub caller: Option<String>,
+    /// Caller's project.
+    pub project: Option<String>,
+    /// Caller's team.
+    pub team: Option<String>,
+    /// Caller's environment.
+    pub environment: Option<String>,
+    /// Client software (codex, claude-code, openai-python, ...).
+    pub client: String,
+    /// Surface (client dialect).
+    pub surface: String,
+    /// Group asked for.
+    pub group: Option<String>,
+    /// Provider that served (or last tried).
+    pub provider: Option<String>,
+    /// Upstream model that served (or last tried).
+    pub model: Option<String>,
+    /// `ok` or `error`.
+    pub status: String,
+    /// HTTP status sent to the client.
+    pub http_status: i32,
+    /// Error class, when failed.
+    pub error_kind: Option<String>,
+    /// Number of attempts.
+    pub attempts: i32,
+    /// Each attempt: provider, model, outcome, status, latency (JSON).
+    pub attempts_json: String,
+    /// A target other than the first attempted served.
+    pub fallback: bool,
+    /// Streamed response.
+    pub stream: bool,
+    /// Total latency, ms.
+    pub latency_ms: f64,
+    /// Time to first byte, ms.
+    pub ttft_ms: Option<f64>,
+    /// Prompt tokens, cached included.
+    pub input_tokens: i64,
+    /// Cached prompt tokens.
+    pub cached_tokens: i64,
+    /// Prompt tokens written to a cache.
+    pub cache_write_tokens: i64,
+    /// Completion tokens, reasoning included.
+    pub output_tokens: i64,
+    /// Reasoning tokens.
+    pub reasoning_tokens: i64,
+    /// Cost in USD from the target's prices (0 without prices).
+    pub cost_usd: f64,
+    /// Translation warnings (JSON array of strings).
+    pub warnings: String,
+    /// Session affinity hit (1), miss (0), none (null).
+    pub affinity_hit: Option<bool>,
+}
+
+/// Cost of usage at a price (USD per million tokens; cached input priced separately).
+pub fn cost(price: Option<Price>, u: &dialects::canonical::Usage) -> f64 {
+    let Some(p) = price else { return 0.0 };
+    let uncached = u.input_tokens.saturating_sub(u.cached_input_tokens) as f64;
+    (uncached * p.input
+        + u.cached_input_tokens as f64 * p.cached_input
+        + u.output_tokens as f64 * p.output)
+        / 1e6
+}
+
+/// Prices by (provider, model), from the config's targets.
+#[derive(Debug, Clone, Default)]
+pub struct PriceTable(HashMap<(String, String), Price>);
+
+impl PriceTable {
+    /// The prices a config declares.
+    pub fn from_config(config: &Config) -> Self {
+        let mut t = HashMap::new();
+        for target in config.groups.iter().flat_map(|g| &g.targets) {
+            if let Some(p) = target.price {
+                t.insert(
+                    (
+                        config.providers[target.provider].name.clone(),
+                        target.model.clone(),
+                    ),
+                    p,
+                );
+            }
+        }
+        PriceTable(t)
+    }
+
+    /// The price of a target.
+    pub fn get(&self, provider: &str, model: &str) -> Option<Price> {
+        self.0
+            .get(&(provider.to_string(), model.to_string()))
+            .copied()
+    }
+}
+
+impl UsageRecord {
+    /// Builds the record of a finished request, pricing it with the serving target's price.
+    pub fn from_outcome(o: &RequestOutcome, prices: &PriceTable) -> Self {
+        let served = o
+            .served_by
+            .or(o.attempts.len().checked_sub(1))
+            .and_then(|i| o.attempts.get(i));
+        let price = served.and_then(|a| prices.get(&a.provider, &a.model));
+        let u = o.usage.unwrap_or_default();
+        let attempts: Vec<serde_json::Value> = o
+            .attempts
+            .iter()
+            .map(|a| {
+                serde_json::json!({"provider": a.provider, "model": a.model, "outcome": a.outcome,
+                    "status": a.status, "latency_ms": a.latency.as_secs_f64() * 1000.0})
+            })
+            .collect();
+        UsageRecord {
+            record_id: uuid::Uuid::now_v7().to_string(),
+            request_id: o.request_id.clone(),
+            parent_id: o.parent_id.clone(),
+            started_at_ms: o
+                .started_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+            caller: o.caller.clone(),
+            project: o.project.clone(),
+            team: o.team.clone(),
+            environment: o.environment.clone(),
+            client: o.client.to_string(),
+            surface: o.surface.to_string(),
+            group: o.group.clone(),
+            provider: served.map(|a| a.provider.clone()),
+            model: served.map(|a| a.model.clone()),
+            status: if o.error_kind.is_none() {
+                "ok"
+            } else {
+                "error"
+            }
+            .to_string(),
+            http_status: i32::from(o.http_status),
+            error_kind: o.error_kind.map(str::to_string),
+            attempts: o.attempts.len() as i32,
+            attempts_json: serde_json::Value::Array(attempts).to_string(),
+            fallback: o.fallback_used(),
+            stream: o.stream,
+            latency_ms: o.latency.as_secs_f64() * 1000.0,
+            ttft_ms: o.ttft.map(|t| t.as_secs_f64() * 1000.0),
+            input_tokens: u.input_tokens as i64,
+            cached_tokens: u.cached_input_tokens as i64,
+            cache_write_tokens: u.cache_write_tokens as i64,
+            output_tokens: u.output_tokens as i64,
+            reasoning_tokens: u.reasoning_tokens as i64,
+            cost_usd: cost(price, &u),
+            warnings: serde_json::to_string(&o.warnings).expect("strings serialise"),
+            affinity_hit: o.affinity_hit,
+        }
+    }
+}
+
+/// Log-scale histogram bucket of a latency in ms (about 5% wide), stored with each record so
+/// percentiles can be computed by the database with GROUP BY.
+pub fn latency_bucket(ms: f64) -> i32 {
+    ((ms.max(0.0) + 1.0).ln() / 1.05f64.ln()).floor() as i32
+}
+
+/// The representative latency (ms) of a bucket: its geometric middle.
+pub fn bucket_value(bucket: i32) -> f64 {
+    let lo = 1.05f64.powi(bucket) - 1.0;
+    let hi = 1.05f64.powi(bucket + 1) - 1.0;
+    ((lo + 1.0) * (hi + 1.0)).sqrt() - 1.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_within_five_percent() {
+        for ms in [0.5, 3.0, 42.0, 999.0, 12_345.0, 600_000.0] {
+            let v = bucket_value(latency_bucket(ms));
+            assert!((v - ms).abs() <= ms * 0.05 + 1.0, "{ms} -> {v}");
+        }
+    }
+
+    #[test]
+    fn cost_prices_cached_input_separately() {
+        let p = Price {
+            input: 2.0,
+            cached_input: 0.5,
+            output: 10.0,
+        };
+        let u = dialects::canonical::Usage {
+            input_tokens: 1_000_000,
+            cached_input_tokens: 400_000,
+            output_tokens: 100_000,
+            ..Default::default()
+        };
+        assert!((cost(Some(p), &u) - (1.2 + 0.2 + 1.0)).abs() < 1e-9);
+        assert_eq!(cost(None, &u), 0.0);
+    }
+}

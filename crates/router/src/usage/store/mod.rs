@@ -1,0 +1,76 @@
+//! The usage store: one trait, [`UsageStore`], with two implementations sharing their SQL
+//! (SQLite, the embedded default, and PostgreSQL for shared deployments), and the report
+//! computation on top of it.
+
+pub mod report;
+mod sql;
+
+pub use report::{Dimension, ReportQuery, ReportRow, render_csv, render_json};
+
+use super::record::UsageRecord;
+use futures_util::future::BoxFuture;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store URL is not one we can use.
+    #[error("invalid store URL: {reason}")]
+    Url {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The database refused or failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Rows of a bucketed aggregate: dimension values, bucket, and the measures.
+pub type BucketRows = Vec<(Vec<String>, i32, report::Measures)>;
+
+/// Where usage records live.
+pub trait UsageStore: Send + Sync + std::fmt::Debug {
+    /// Creates or upgrades the schema.
+    fn migrate(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Whether the database answers.
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Stores a batch; records already stored (same `record_id`) are skipped.
+    fn insert<'a>(&'a self, batch: &'a [UsageRecord]) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Aggregates by the query's dimensions and a latency bucket (`ttft` picks the TTFT bucket).
+    fn aggregate<'a>(
+        &'a self,
+        q: &'a ReportQuery,
+        ttft: bool,
+    ) -> BoxFuture<'a, Result<BucketRows, StoreError>>;
+    /// Every record with this request id.
+    fn by_request_id<'a>(
+        &'a self,
+        request_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<UsageRecord>, StoreError>>;
+    /// Streams the records of a time range (ms, half-open) in time order into `tx`, in
+    /// constant memory; stops when the receiver goes away.
+    fn export(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        tx: mpsc::Sender<Result<UsageRecord, StoreError>>,
+    ) -> BoxFuture<'_, ()>;
+    /// Deletes up to `limit` records older than `before_ms`; returns how many.
+    fn purge_batch(&self, before_ms: i64, limit: i64) -> BoxFuture<'_, Result<u64, StoreError>>;
+}
+
+/// Opens the store a URL names (`sqlite://PATH`, `postgres://...`; `?schema=NAME` picks a
+/// PostgreSQL schema). Connections are made lazily: a database that is down now does not stop
+/// the router from starting (records are spooled until it is back).
+pub fn open(url: &str) -> Result<Arc<dyn UsageStore>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sql::SqliteStore::open(url)?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(sql::PostgresStore::open(url)?))
+    } else {
+        Err(StoreError::Url {
+            reason: "expected sqlite:// or postgres://".into(),
+        })
+    }
+}

@@ -1,0 +1,360 @@
+//! The two SQL implementations of [`UsageStore`]. Dynamic SQL here is assembled only from
+//! constants and validated identifiers; every value is a bind parameter.
+//! The statements are the same for both
+//! databases (standard SQL, `ON CONFLICT DO NOTHING`); only the column types and connection
+//! setup differ, so one macro generates both.
+
+use super::report::Measures;
+use super::{BucketRows, ReportQuery, StoreError, UsageStore};
+use crate::usage::record::{UsageRecord, latency_bucket};
+use futures_util::TryStreamExt;
+use futures_util::future::BoxFuture;
+use sqlx::Row;
+use std::str::FromStr;
+use tokio::sync::mpsc;
+
+/// Columns in insert order.
+const COLUMNS: &str = "record_id, request_id, parent_id, started_at_ms, caller, project, team, environment, client, surface, group_name, provider, model, status, http_status, error_kind, attempts, attempts_json, fallback, stream, latency_ms, ttft_ms, input_tokens, cached_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_usd, warnings, affinity_hit, latency_bucket, ttft_bucket";
+
+/// Rows per INSERT statement (32 columns: under SQLite's 32,766 bind limit).
+const ROWS_PER_STATEMENT: usize = 1000;
+
+/// The DDL, with the backend's type names substituted.
+fn ddl(text: &str, int: &str, big: &str, real: &str, boolean: &str) -> Vec<String> {
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS usage_records (
+            record_id {text} PRIMARY KEY, request_id {text} NOT NULL, parent_id {text},
+            started_at_ms {big} NOT NULL, caller {text}, project {text}, team {text}, environment {text},
+            client {text} NOT NULL, surface {text} NOT NULL, group_name {text}, provider {text}, model {text},
+            status {text} NOT NULL, http_status {int} NOT NULL, error_kind {text}, attempts {int} NOT NULL,
+            attempts_json {text} NOT NULL, fallback {boolean} NOT NULL, stream {boolean} NOT NULL,
+            latency_ms {real} NOT NULL, ttft_ms {real}, input_tokens {big} NOT NULL, cached_tokens {big} NOT NULL,
+            cache_write_tokens {big} NOT NULL, output_tokens {big} NOT NULL, reasoning_tokens {big} NOT NULL,
+            cost_usd {real} NOT NULL, warnings {text} NOT NULL, affinity_hit {boolean},
+            latency_bucket {int} NOT NULL, ttft_bucket {int})"
+        ),
+        "CREATE INDEX IF NOT EXISTS usage_records_started ON usage_records (started_at_ms)".into(),
+        "CREATE INDEX IF NOT EXISTS usage_records_request ON usage_records (request_id)".into(),
+    ]
+}
+
+/// The SQL expression of a report dimension (always text).
+fn dimension_sql(d: super::Dimension) -> &'static str {
+    use super::Dimension::*;
+    match d {
+        Caller => "COALESCE(caller, '')",
+        Project => "COALESCE(project, '')",
+        Team => "COALESCE(team, '')",
+        Environment => "COALESCE(environment, '')",
+        Client => "client",
+        Surface => "surface",
+        Group => "COALESCE(group_name, '')",
+        Provider => "COALESCE(provider, '')",
+        Model => "COALESCE(model, '')",
+        Status => "status",
+        Day => "CAST(started_at_ms / 86400000 AS TEXT)",
+        Hour => "CAST(started_at_ms / 3600000 AS TEXT)",
+    }
+}
+
+macro_rules! sql_store {
+    ($name:ident, $db:ty, $pool:ty, $types:expr) => {
+        /// A usage store on this database.
+        #[derive(Debug)]
+        pub struct $name {
+            pool: $pool,
+            schema: Option<String>,
+        }
+
+        impl $name {
+            fn decode(row: &<$db as sqlx::Database>::Row) -> Result<UsageRecord, sqlx::Error> {
+                Ok(UsageRecord {
+                    record_id: row.try_get("record_id")?,
+                    request_id: row.try_get("request_id")?,
+                    parent_id: row.try_get("parent_id")?,
+                    started_at_ms: row.try_get("started_at_ms")?,
+                    caller: row.try_get("caller")?,
+                    project: row.try_get("project")?,
+                    team: row.try_get("team")?,
+                    environment: row.try_get("environment")?,
+                    client: row.try_get("client")?,
+                    surface: row.try_get("surface")?,
+                    group: row.try_get("group_name")?,
+                    provider: row.try_get("provider")?,
+                    model: row.try_get("model")?,
+                    status: row.try_get("status")?,
+                    http_status: row.try_get("http_status")?,
+                    error_kind: row.try_get("error_kind")?,
+                    attempts: row.try_get("attempts")?,
+                    attempts_json: row.try_get("attempts_json")?,
+                    fallback: row.try_get("fallback")?,
+                    stream: row.try_get("stream")?,
+                    latency_ms: row.try_get("latency_ms")?,
+                    ttft_ms: row.try_get("ttft_ms")?,
+                    input_tokens: row.try_get("input_tokens")?,
+                    cached_tokens: row.try_get("cached_tokens")?,
+                    cache_write_tokens: row.try_get("cache_write_tokens")?,
+                    output_tokens: row.try_get("output_tokens")?,
+                    reasoning_tokens: row.try_get("reasoning_tokens")?,
+                    cost_usd: row.try_get("cost_usd")?,
+                    warnings: row.try_get("warnings")?,
+                    affinity_hit: row.try_get("affinity_hit")?,
+                })
+            }
+        }
+
+        impl UsageStore for $name {
+            fn migrate(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+                Box::pin(async move {
+                    let mut conn = self.pool.acquire().await?;
+                    if let Some(s) = &self.schema {
+                        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{s}\""))).execute(&mut *conn).await?;
+                    }
+                    let (text, int, big, real, boolean) = $types;
+                    for stmt in ddl(text, int, big, real, boolean) {
+                        sqlx::query(sqlx::AssertSqlSafe(stmt)).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            }
+
+            fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+                Box::pin(async move {
+                    sqlx::query("SELECT 1").execute(&self.pool).await?;
+                    Ok(())
+                })
+            }
+
+            fn insert<'a>(&'a self, batch: &'a [UsageRecord]) -> BoxFuture<'a, Result<(), StoreError>> {
+                Box::pin(async move {
+                    let mut tx = self.pool.begin().await?;
+                    for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO usage_records ({COLUMNS}) "));
+                        qb.push_values(chunk, |mut b, r| {
+                            b.push_bind(&r.record_id)
+                                .push_bind(&r.request_id)
+                                .push_bind(&r.parent_id)
+                                .push_bind(r.started_at_ms)
+                                .push_bind(&r.caller)
+                                .push_bind(&r.project)
+                                .push_bind(&r.team)
+                                .push_bind(&r.environment)
+                                .push_bind(&r.client)
+                                .push_bind(&r.surface)
+                                .push_bind(&r.group)
+                                .push_bind(&r.provider)
+                                .push_bind(&r.model)
+                                .push_bind(&r.status)
+                                .push_bind(r.http_status)
+                                .push_bind(&r.error_kind)
+                                .push_bind(r.attempts)
+                                .push_bind(&r.attempts_json)
+                                .push_bind(r.fallback)
+                                .push_bind(r.stream)
+                                .push_bind(r.latency_ms)
+                                .push_bind(r.ttft_ms)
+                                .push_bind(r.input_tokens)
+                                .push_bind(r.cached_tokens)
+                                .push_bind(r.cache_write_tokens)
+                                .push_bind(r.output_tokens)
+                                .push_bind(r.reasoning_tokens)
+                                .push_bind(r.cost_usd)
+                                .push_bind(&r.warnings)
+                                .push_bind(r.affinity_hit)
+                                .push_bind(latency_bucket(r.latency_ms))
+                                .push_bind(r.ttft_ms.map(latency_bucket));
+                        });
+                        qb.push(" ON CONFLICT (record_id) DO NOTHING");
+                        qb.build().execute(&mut *tx).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(())
+                })
+            }
+
+            fn aggregate<'a>(&'a self, q: &'a ReportQuery, ttft: bool) -> BoxFuture<'a, Result<BucketRows, StoreError>> {
+                Box::pin(async move {
+                    let dims: Vec<&str> = q.group_by.iter().map(|d| dimension_sql(*d)).collect();
+                    let bucket = if ttft { "ttft_bucket" } else { "latency_bucket" };
+                    let mut select = String::from("SELECT ");
+                    for (i, d) in dims.iter().enumerate() {
+                        select.push_str(&format!("{d} AS d{i}, "));
+                    }
+                    select.push_str(&format!(
+                        "{bucket} AS b, COUNT(*) AS n, \
+                         CAST(SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS BIGINT) AS errors, \
+                         CAST(SUM(CASE WHEN fallback THEN 1 ELSE 0 END) AS BIGINT) AS fallbacks, \
+                         CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, CAST(SUM(cached_tokens) AS BIGINT) AS cached_tokens, \
+                         CAST(SUM(cache_write_tokens) AS BIGINT) AS cache_write_tokens, CAST(SUM(output_tokens) AS BIGINT) AS output_tokens, \
+                         CAST(SUM(reasoning_tokens) AS BIGINT) AS reasoning_tokens, SUM(cost_usd) AS cost_usd \
+                         FROM usage_records WHERE started_at_ms >= "
+                    ));
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(select);
+                    qb.push_bind(q.from_ms).push(" AND started_at_ms < ").push_bind(q.to_ms);
+                    if let Some(c) = &q.caller {
+                        qb.push(" AND caller = ").push_bind(c.clone());
+                    }
+                    if ttft {
+                        qb.push(" AND ttft_bucket IS NOT NULL");
+                    }
+                    qb.push(" GROUP BY ");
+                    for d in &dims {
+                        qb.push(*d).push(", ");
+                    }
+                    qb.push(bucket);
+                    let rows = qb.build().fetch_all(&self.pool).await?;
+                    let mut out = Vec::with_capacity(rows.len());
+                    for row in rows {
+                        let keys = (0..dims.len())
+                            .map(|i| row.try_get::<String, _>(format!("d{i}").as_str()))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        let b: i32 = row.try_get("b")?;
+                        let m = Measures {
+                            requests: row.try_get::<i64, _>("n")?,
+                            errors: row.try_get::<Option<i64>, _>("errors")?.unwrap_or(0),
+                            fallbacks: row.try_get::<Option<i64>, _>("fallbacks")?.unwrap_or(0),
+                            input_tokens: row.try_get::<Option<i64>, _>("input_tokens")?.unwrap_or(0),
+                            cached_tokens: row.try_get::<Option<i64>, _>("cached_tokens")?.unwrap_or(0),
+                            cache_write_tokens: row.try_get::<Option<i64>, _>("cache_write_tokens")?.unwrap_or(0),
+                            output_tokens: row.try_get::<Option<i64>, _>("output_tokens")?.unwrap_or(0),
+                            reasoning_tokens: row.try_get::<Option<i64>, _>("reasoning_tokens")?.unwrap_or(0),
+                            cost_usd: row.try_get::<Option<f64>, _>("cost_usd")?.unwrap_or(0.0),
+                        };
+                        out.push((keys, b, m));
+                    }
+                    Ok(out)
+                })
+            }
+
+            fn by_request_id<'a>(&'a self, request_id: &'a str) -> BoxFuture<'a, Result<Vec<UsageRecord>, StoreError>> {
+                Box::pin(async move {
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "SELECT {COLUMNS} FROM usage_records WHERE request_id = {} ORDER BY started_at_ms, record_id",
+                        Self::PLACEHOLDER_1
+                    )))
+                    .bind(request_id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    Ok(rows.iter().map(Self::decode).collect::<Result<Vec<_>, _>>()?)
+                })
+            }
+
+            fn export(&self, from_ms: i64, to_ms: i64, tx: mpsc::Sender<Result<UsageRecord, StoreError>>) -> BoxFuture<'_, ()> {
+                Box::pin(async move {
+                    let sql = format!(
+                        "SELECT {COLUMNS} FROM usage_records WHERE started_at_ms >= {} AND started_at_ms < {} ORDER BY started_at_ms, record_id",
+                        Self::PLACEHOLDER_1, Self::PLACEHOLDER_2
+                    );
+                    let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(from_ms).bind(to_ms).fetch(&self.pool);
+                    loop {
+                        let item = match rows.try_next().await {
+                            Ok(Some(row)) => Self::decode(&row).map_err(StoreError::from),
+                            Ok(None) => return,
+                            Err(e) => Err(StoreError::from(e)),
+                        };
+                        let failed = item.is_err();
+                        if tx.send(item).await.is_err() || failed {
+                            return;
+                        }
+                    }
+                })
+            }
+
+            fn purge_batch(&self, before_ms: i64, limit: i64) -> BoxFuture<'_, Result<u64, StoreError>> {
+                Box::pin(async move {
+                    let sql = format!(
+                        "DELETE FROM usage_records WHERE record_id IN (SELECT record_id FROM usage_records WHERE started_at_ms < {} LIMIT {})",
+                        Self::PLACEHOLDER_1, Self::PLACEHOLDER_2
+                    );
+                    let done = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(before_ms).bind(limit).execute(&self.pool).await?;
+                    Ok(done.rows_affected())
+                })
+            }
+        }
+    };
+}
+
+sql_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    sqlx::SqlitePool,
+    ("TEXT", "INTEGER", "INTEGER", "REAL", "INTEGER")
+);
+sql_store!(
+    PostgresStore,
+    sqlx::Postgres,
+    sqlx::PgPool,
+    ("TEXT", "INTEGER", "BIGINT", "DOUBLE PRECISION", "BOOLEAN")
+);
+
+impl SqliteStore {
+    const PLACEHOLDER_1: &'static str = "?1";
+    const PLACEHOLDER_2: &'static str = "?2";
+
+    /// Opens (creating if missing) an SQLite database in WAL mode.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Url {
+                reason: e.to_string(),
+            })?
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_lazy_with(opts);
+        Ok(SqliteStore { pool, schema: None })
+    }
+}
+
+impl PostgresStore {
+    const PLACEHOLDER_1: &'static str = "$1";
+    const PLACEHOLDER_2: &'static str = "$2";
+
+    /// Connects lazily to PostgreSQL; `?schema=NAME` (ours) selects and creates a schema.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let (base, schema) = split_schema(url);
+        let mut opts =
+            sqlx::postgres::PgConnectOptions::from_str(&base).map_err(|e| StoreError::Url {
+                reason: e.to_string(),
+            })?;
+        if let Some(s) = &schema {
+            if !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(StoreError::Url {
+                    reason: "schema names are letters, digits and _".into(),
+                });
+            }
+            opts = opts.options([("search_path", s.as_str())]);
+        }
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(8)
+            .connect_lazy_with(opts);
+        Ok(PostgresStore { pool, schema })
+    }
+}
+
+/// Removes our `schema=NAME` query parameter from a PostgreSQL URL.
+fn split_schema(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), None);
+    };
+    let mut schema = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|kv| match kv.strip_prefix("schema=") {
+            Some(s) => {
+                schema = Some(s.to_string());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    let url = if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    (url, schema)
+}
