@@ -17,7 +17,12 @@ impl Router {
         let dir = std::env::temp_dir().join(format!("sr-chain-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let cfg = dir.join("config.toml");
-        std::fs::write(&cfg, config).unwrap();
+        let store = format!(
+            "[store]\nurl = \"sqlite://{}\"\nspool_path = \"{}\"\n",
+            dir.join("usage.db").display(),
+            dir.join("usage.spool").display()
+        );
+        std::fs::write(&cfg, format!("{store}{config}")).unwrap();
         let log = dir.join("log.jsonl");
         let mut child = Command::new(env!("CARGO_BIN_EXE_smart-router"))
             .args(["--log-format", "json", "serve", "--config"])

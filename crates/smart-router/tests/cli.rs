@@ -95,11 +95,16 @@ fn hash_token_prints_the_sha256() {
 /// `serve` prints its address, answers, and exits 0 on SIGTERM.
 #[test]
 fn serve_runs_and_stops_on_sigterm() {
+    let db = std::env::temp_dir().join(format!("sr-cli-{}-serve.db", std::process::id()));
     let path = temp_file(
         "serve.toml",
-        r#"
+        &format!(
+            r#"
 [server]
 listen = "127.0.0.1:0"
+[store]
+url = "sqlite://{}"
+spool_path = "{}.spool"
 [providers.local]
 kind = "openai"
 base_url = "http://127.0.0.1:9/v1"
@@ -108,6 +113,9 @@ base_url = "http://127.0.0.1:9/v1"
 provider = "local"
 model = "m"
 "#,
+            db.display(),
+            db.display()
+        ),
     );
     let mut child = bin()
         .args(["--log-format", "json", "serve", "--config"])

@@ -25,6 +25,8 @@ pub struct Harness {
     pub addr: SocketAddr,
     pub state: Arc<Runtime>,
     pub outcomes: mpsc::Receiver<RequestOutcome>,
+    pub writer: Option<Arc<router::usage::Writer>>,
+    pub store: Option<Arc<dyn router::usage::store::UsageStore>>,
     shutdown: Option<oneshot::Sender<()>>,
     pub server: Option<tokio::task::JoinHandle<std::io::Result<bool>>>,
 }
@@ -110,9 +112,66 @@ impl Harness {
             addr,
             state,
             outcomes,
+            writer: None,
+            store: None,
             shutdown: Some(tx),
             server: Some(server),
         }
+    }
+
+    /// Starts with a config text and a usage store at `store_url` (written every 20 ms).
+    pub async fn with_store(text: &str, store_url: &str) -> Harness {
+        let fake = FakeUpstream::start().await.expect("fake starts");
+        let root = format!("http://{}", fake.addr());
+        let text = text
+            .replace("FAKE_ROOT", &root)
+            .replace("FAKE", &fake.openai_base_url());
+        let config = router::config::parse(&text).unwrap_or_else(|e| panic!("config: {e}"));
+        let store = router::usage::store::open(store_url).expect("store opens");
+        store.migrate().await.expect("store migrates");
+        let spool = std::env::temp_dir().join(format!("sr-spool-{}", uuid_like()));
+        let writer = Arc::new(router::usage::Writer::spawn(
+            store.clone(),
+            router::usage::WriterConfig {
+                batch_size: 100,
+                flush_interval: std::time::Duration::from_millis(20),
+                queue_capacity: 10_000,
+                spool_path: spool,
+                spool_max_bytes: 1 << 30,
+                retry_interval: std::time::Duration::from_millis(100),
+            },
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (recorder, outcomes) = Recorder::new(&config)
+            .with_writer(writer.clone())
+            .with_outcomes(1024);
+        let state = Arc::new(Runtime::new(
+            config,
+            recorder,
+            BuildInfo::default(),
+            Some(store.clone()),
+        ));
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(router::server::serve(listener, state.clone(), async {
+            let _ = rx.await;
+        }));
+        Harness {
+            fake,
+            addr,
+            state,
+            outcomes,
+            writer: Some(writer),
+            store: Some(store),
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    /// Waits until the writer has stored `n` records in all.
+    pub async fn written(&self, n: u64) -> bool {
+        let w = self.writer.clone().expect("a harness with a store");
+        eventually(move || w.stats.written.load(std::sync::atomic::Ordering::Relaxed) >= n).await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -212,6 +271,39 @@ pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Bytes
         headers: parts.headers,
         body,
     }
+}
+
+/// A unique name for temporary files and schemas.
+pub fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+            % 1_000_000
+    )
+}
+
+/// A fresh SQLite store URL in the temp directory.
+pub fn sqlite_url() -> String {
+    format!(
+        "sqlite://{}",
+        std::env::temp_dir()
+            .join(format!("sr-usage-{}.db", uuid_like()))
+            .display()
+    )
+}
+
+/// A fresh PostgreSQL schema on the local server (`SMART_ROUTER_TEST_PG` overrides the URL).
+pub fn postgres_url() -> String {
+    let base = std::env::var("SMART_ROUTER_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    format!("{base}?schema=sr_test_{}", uuid_like())
 }
 
 /// Polls `cond` every 10 ms for up to 5 s.

@@ -193,11 +193,13 @@ fn civil_date(days: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// One group's totals and its latency and TTFT histograms (bucket -> count).
+type Group = (Measures, BTreeMap<i32, i64>, BTreeMap<i32, i64>);
+
 /// Runs a report.
 pub async fn run(store: &dyn UsageStore, q: &ReportQuery) -> Result<Vec<ReportRow>, StoreError> {
     let (lat, ttft) = tokio::try_join!(store.aggregate(q, false), store.aggregate(q, true))?;
-    let mut groups: BTreeMap<Vec<String>, (Measures, BTreeMap<i32, i64>, BTreeMap<i32, i64>)> =
-        BTreeMap::new();
+    let mut groups: BTreeMap<Vec<String>, Group> = BTreeMap::new();
     for (key, b, m) in lat {
         let g = groups.entry(key).or_default();
         g.0.add(&m);
