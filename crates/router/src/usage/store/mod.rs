@@ -43,6 +43,12 @@ pub trait UsageStore: Send + Sync + std::fmt::Debug {
         q: &'a ReportQuery,
         ttft: bool,
     ) -> BoxFuture<'a, Result<BucketRows, StoreError>>;
+    /// The earliest and latest `started_at_ms` in `[from_ms, to_ms)`, if any record is there.
+    fn time_bounds(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> BoxFuture<'_, Result<Option<(i64, i64)>, StoreError>>;
     /// Every record with this request id.
     fn by_request_id<'a>(
         &'a self,

@@ -39,7 +39,7 @@ fn ddl(text: &str, int: &str, big: &str, real: &str, boolean: &str) -> Vec<Strin
     ]
 }
 
-/// The SQL expression of a report dimension (always text).
+/// The SQL expression of a report dimension (text, or an integer for day and hour).
 fn dimension_sql(d: super::Dimension) -> &'static str {
     use super::Dimension::*;
     match d {
@@ -53,8 +53,8 @@ fn dimension_sql(d: super::Dimension) -> &'static str {
         Provider => "COALESCE(provider, '')",
         Model => "COALESCE(model, '')",
         Status => "status",
-        Day => "CAST(started_at_ms / 86400000 AS TEXT)",
-        Hour => "CAST(started_at_ms / 3600000 AS TEXT)",
+        Day => "(started_at_ms / 86400000)",
+        Hour => "(started_at_ms / 3600000)",
     }
 }
 
@@ -181,15 +181,20 @@ macro_rules! sql_store {
                     for (i, d) in dims.iter().enumerate() {
                         select.push_str(&format!("{d} AS d{i}, "));
                     }
-                    select.push_str(&format!(
-                        "{bucket} AS b, COUNT(*) AS n, \
-                         CAST(SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS BIGINT) AS errors, \
-                         CAST(SUM(CASE WHEN fallback THEN 1 ELSE 0 END) AS BIGINT) AS fallbacks, \
-                         CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, CAST(SUM(cached_tokens) AS BIGINT) AS cached_tokens, \
-                         CAST(SUM(cache_write_tokens) AS BIGINT) AS cache_write_tokens, CAST(SUM(output_tokens) AS BIGINT) AS output_tokens, \
-                         CAST(SUM(reasoning_tokens) AS BIGINT) AS reasoning_tokens, SUM(cost_usd) AS cost_usd \
-                         FROM usage_records WHERE started_at_ms >= "
-                    ));
+                    if ttft {
+                        // Only the histogram is needed for TTFT: counts, no sums.
+                        select.push_str(&format!("{bucket} AS b, COUNT(*) AS n FROM usage_records WHERE started_at_ms >= "));
+                    } else {
+                        select.push_str(&format!(
+                            "{bucket} AS b, COUNT(*) AS n, \
+                             CAST(SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS BIGINT) AS errors, \
+                             CAST(SUM(CASE WHEN fallback THEN 1 ELSE 0 END) AS BIGINT) AS fallbacks, \
+                             CAST(SUM(input_tokens) AS BIGINT) AS input_tokens, CAST(SUM(cached_tokens) AS BIGINT) AS cached_tokens, \
+                             CAST(SUM(cache_write_tokens) AS BIGINT) AS cache_write_tokens, CAST(SUM(output_tokens) AS BIGINT) AS output_tokens, \
+                             CAST(SUM(reasoning_tokens) AS BIGINT) AS reasoning_tokens, SUM(cost_usd) AS cost_usd \
+                             FROM usage_records WHERE started_at_ms >= "
+                        ));
+                    }
                     let mut qb = sqlx::QueryBuilder::<$db>::new(select);
                     qb.push_bind(q.from_ms).push(" AND started_at_ms < ").push_bind(q.to_ms);
                     if let Some(c) = &q.caller {
@@ -207,11 +212,20 @@ macro_rules! sql_store {
                     let mut out = Vec::with_capacity(rows.len());
                     for row in rows {
                         let keys = (0..dims.len())
-                            .map(|i| row.try_get::<String, _>(format!("d{i}").as_str()))
+                            .map(|i| {
+                                let col = format!("d{i}");
+                                row.try_get::<String, _>(col.as_str())
+                                    .or_else(|_| row.try_get::<i64, _>(col.as_str()).map(|n| n.to_string()))
+                            })
                             .collect::<Result<Vec<_>, _>>()?;
                         let b: i32 = row.try_get("b")?;
+                        let requests = row.try_get::<i64, _>("n")?;
+                        if ttft {
+                            out.push((keys, b, Measures { requests, ..Measures::default() }));
+                            continue;
+                        }
                         let m = Measures {
-                            requests: row.try_get::<i64, _>("n")?,
+                            requests,
                             errors: row.try_get::<Option<i64>, _>("errors")?.unwrap_or(0),
                             fallbacks: row.try_get::<Option<i64>, _>("fallbacks")?.unwrap_or(0),
                             input_tokens: row.try_get::<Option<i64>, _>("input_tokens")?.unwrap_or(0),
@@ -224,6 +238,19 @@ macro_rules! sql_store {
                         out.push((keys, b, m));
                     }
                     Ok(out)
+                })
+            }
+
+            fn time_bounds(&self, from_ms: i64, to_ms: i64) -> BoxFuture<'_, Result<Option<(i64, i64)>, StoreError>> {
+                Box::pin(async move {
+                    let sql = format!(
+                        "SELECT MIN(started_at_ms) AS lo, MAX(started_at_ms) AS hi FROM usage_records WHERE started_at_ms >= {} AND started_at_ms < {}",
+                        Self::PLACEHOLDER_1, Self::PLACEHOLDER_2
+                    );
+                    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(from_ms).bind(to_ms).fetch_one(&self.pool).await?;
+                    let lo: Option<i64> = row.try_get("lo")?;
+                    let hi: Option<i64> = row.try_get("hi")?;
+                    Ok(lo.zip(hi))
                 })
             }
 
