@@ -3,6 +3,7 @@
 
 use crate::canonical::{RequestSummary, Usage};
 use crate::{DecodeError, Dialect, anthropic_messages, openai_chat, openai_responses};
+use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 use std::ops::Range;
@@ -104,6 +105,13 @@ pub fn tap_event(dialect: Dialect, event: Option<&str>, data: &[u8]) -> Tap {
         Dialect::AnthropicMessages => anthropic_messages::stream::tap_event(event, data),
         Dialect::OpenAiResponses => openai_responses::stream::tap_event(event, data),
     }
+}
+
+/// Deserializes a field as its raw value even when it is `null` (so `null` keeps its span).
+pub(crate) fn always_some<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<&'de serde_json::value::RawValue>, D::Error> {
+    <&serde_json::value::RawValue>::deserialize(d).map(Some)
 }
 
 /// Byte span of a borrowed raw value inside `body`.

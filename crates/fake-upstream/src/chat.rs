@@ -2,7 +2,7 @@
 
 use crate::agent::{Decision, ToolView, Turn, decide};
 use crate::script::{Script, ScriptUsage, example_from_schema};
-use crate::{ResponseGuard, Shared, before_headers, event_stream, raw_response, with_headers};
+use crate::{Shared, event_stream, prelude, with_headers};
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
@@ -43,26 +43,11 @@ pub(crate) async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    shared.record(&method, &uri, &headers, &body);
-    let guard = ResponseGuard::new(shared.clone());
-    let script = match shared.script_for(&headers) {
-        Ok(s) => s,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, &e),
-    };
-    before_headers(&script).await;
-    if let Some(resp) = raw_response(&script) {
-        guard.complete();
-        return resp;
-    }
-    if let Some(status) = script.status.filter(|s| *s >= 400) {
-        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let msg = script
-            .error
-            .clone()
-            .unwrap_or_else(|| format!("scripted error {}", status.as_u16()));
-        guard.complete();
-        return with_headers(error_response(status, &msg), &script);
-    }
+    let (script, guard) =
+        match prelude(&shared, &method, &uri, &headers, &body, error_response).await {
+            Ok(p) => p,
+            Err(resp) => return resp,
+        };
     let req: Request = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => return error_response(StatusCode::BAD_REQUEST, &format!("invalid request: {e}")),

@@ -308,8 +308,41 @@ async fn push_scripts(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     }
 }
 
+/// What every endpoint does first: record the request, pick its script, wait as scripted, and
+/// answer scripted raw bodies and errors (in the endpoint's error shape). Returns the script
+/// and the guard that counts the response, or the response already decided.
+pub(crate) async fn prelude(
+    shared: &Arc<Shared>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    error_response: fn(StatusCode, &str) -> Response,
+) -> Result<(Script, ResponseGuard), Response> {
+    shared.record(method, uri, headers, body);
+    let script = shared
+        .script_for(headers)
+        .map_err(|e| error_response(StatusCode::BAD_REQUEST, &e))?;
+    let guard = ResponseGuard::new(shared.clone());
+    before_headers(&script).await;
+    if let Some(resp) = raw_response(&script) {
+        guard.complete();
+        return Err(resp);
+    }
+    if let Some(status) = script.status.filter(|s| *s >= 400) {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let msg = script
+            .error
+            .clone()
+            .unwrap_or_else(|| format!("scripted error {}", status.as_u16()));
+        guard.complete();
+        return Err(with_headers(error_response(status, &msg), &script));
+    }
+    Ok((script, guard))
+}
+
 /// Waits for the script's delay, or forever when it hangs (the guard counts the disconnect).
-pub(crate) async fn before_headers(script: &Script) {
+async fn before_headers(script: &Script) {
     if script.hang {
         std::future::pending::<()>().await;
     }
@@ -319,7 +352,7 @@ pub(crate) async fn before_headers(script: &Script) {
 }
 
 /// The response for a script's `raw_body`, if it has one.
-pub(crate) fn raw_response(script: &Script) -> Option<Response> {
+fn raw_response(script: &Script) -> Option<Response> {
     let body = script.raw_body.clone()?;
     let status = StatusCode::from_u16(script.status.unwrap_or(200)).unwrap_or(StatusCode::OK);
     let mut resp = (status, body).into_response();

@@ -10,17 +10,13 @@ use crate::canonical::{
 };
 use crate::openai_chat::decode::{model_of, push};
 use crate::passthrough::{Inspected, Stats, object_start, raw_u32, span_of};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-fn always_some<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue>::deserialize(d).map(Some)
-}
-
 #[derive(Deserialize)]
 struct RequestView<'a> {
-    #[serde(borrow, default, deserialize_with = "always_some")]
+    #[serde(borrow, default, deserialize_with = "crate::passthrough::always_some")]
     model: Option<&'a RawValue>,
     #[serde(default)]
     messages: Option<Vec<Stats>>,

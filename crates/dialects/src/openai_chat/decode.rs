@@ -8,24 +8,20 @@ use crate::canonical::{
     ResponseFormat, Role, Tool, ToolChoice, Usage, Warning,
 };
 use crate::passthrough::{Inspected, Stats, object_start, raw_u32, span_of};
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
-fn always_some<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue>::deserialize(d).map(Some)
-}
-
 #[derive(Deserialize)]
 struct RequestView<'a> {
-    #[serde(borrow, default, deserialize_with = "always_some")]
+    #[serde(borrow, default, deserialize_with = "crate::passthrough::always_some")]
     model: Option<&'a RawValue>,
     #[serde(default)]
     messages: Option<Vec<Stats>>,
     #[serde(default)]
     stream: Option<bool>,
-    #[serde(borrow, default, deserialize_with = "always_some")]
+    #[serde(borrow, default, deserialize_with = "crate::passthrough::always_some")]
     stream_options: Option<&'a RawValue>,
     #[serde(borrow, default)]
     tools: Option<Vec<&'a RawValue>>,

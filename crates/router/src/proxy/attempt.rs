@@ -18,8 +18,13 @@ use std::time::{Duration, Instant};
 /// What a committed attempt gives the surface to answer with.
 #[derive(Debug)]
 pub enum Reply {
-    /// A whole (non-stream) body, already checked.
-    Whole(Bytes),
+    /// A whole (non-stream) body, already checked, and the usage read from it.
+    Whole {
+        /// The body.
+        body: Bytes,
+        /// Usage, when the body reports it.
+        usage: Option<Usage>,
+    },
     /// A stream: its first chunk and the rest.
     Stream {
         /// The first data received.
@@ -220,13 +225,19 @@ where
             .map_err(|_| timeout())?
             .map_err(|e| broken(e.to_string()))?
             .to_bytes();
-        (ex.inspect_whole)(provider.dialect(), &collected).map_err(|reason| {
+        let usage = (ex.inspect_whole)(provider.dialect(), &collected).map_err(|reason| {
             UpstreamError::InvalidResponse {
                 provider: provider.name.clone(),
                 reason,
             }
         })?;
-        return Ok((head, Reply::Whole(collected)));
+        return Ok((
+            head,
+            Reply::Whole {
+                body: collected,
+                usage,
+            },
+        ));
     }
     let is_sse = head
         .headers

@@ -229,10 +229,9 @@ async fn run(
     }
     let same = upstream == surface;
     match reply {
-        Reply::Whole(body) => {
+        Reply::Whole { body, usage } => {
             let body = if same {
-                outcome.get_mut().usage =
-                    passthrough::response_usage(upstream, &body).ok().flatten();
+                outcome.get_mut().usage = usage;
                 body
             } else {
                 let resp =
