@@ -36,6 +36,12 @@ async fn non_stream_rewrites_only_model_and_keeps_unknown_fields() {
     .await;
     assert_eq!(resp.status, 200, "{}", resp.text());
     assert_eq!(resp.header("x-request-id"), Some("req-abc-123"));
+    let overhead: f64 = resp
+        .header("x-router-overhead-ms")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(overhead >= 0.0);
     let body = resp.json();
     assert_eq!(body["object"], "chat.completion");
     assert_eq!(

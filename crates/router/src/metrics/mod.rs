@@ -69,6 +69,13 @@ pub struct TargetLabels {
     pub model: String,
 }
 
+/// Labels of per-surface series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SurfaceLabels {
+    /// Client dialect.
+    pub surface: String,
+}
+
 /// Labels of per-group series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GroupLabels {
@@ -92,6 +99,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     duration: Family<RequestLabels, Histogram>,
     ttft: Family<GroupLabels, Histogram>,
+    overhead: Family<SurfaceLabels, Histogram>,
     attempts: Family<AttemptLabels, Counter>,
     fallbacks: Family<GroupLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
@@ -140,6 +148,16 @@ impl Metrics {
             "time_to_first_byte_seconds",
             "Time from request to the first response byte",
             ttft.clone(),
+        );
+        let overhead = Family::<SurfaceLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
+            ])
+        });
+        registry.register(
+            "overhead_seconds",
+            "Time spent in the router before the response head went out, upstream waits excluded",
+            overhead.clone(),
         );
         let attempts = Family::<AttemptLabels, Counter>::default();
         registry.register("attempts", "Upstream attempts by outcome", attempts.clone());
@@ -201,6 +219,7 @@ impl Metrics {
             requests,
             duration,
             ttft,
+            overhead,
             attempts,
             fallbacks,
             errors,
@@ -244,6 +263,13 @@ impl Metrics {
         };
         if let Some(t) = o.ttft {
             self.ttft.get_or_create(&gl).observe(t.as_secs_f64());
+        }
+        if let Some(t) = o.overhead {
+            self.overhead
+                .get_or_create(&SurfaceLabels {
+                    surface: o.surface.to_string(),
+                })
+                .observe(t.as_secs_f64());
         }
         if o.fallback_used() {
             self.fallbacks.get_or_create(&gl).inc();

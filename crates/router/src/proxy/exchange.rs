@@ -41,7 +41,7 @@ pub async fn handle(
     outcome.get_mut().client = crate::usage::detect_client(&headers);
     match run(&state, &ctx, &headers, body, surface, &mut outcome).await {
         Ok(Answer::Whole(mut resp)) => {
-            super::annotate(resp.headers_mut(), outcome.get_mut());
+            super::annotate(resp.headers_mut(), &mut outcome);
             outcome.first_byte();
             outcome.finish(200, None);
             resp
@@ -50,7 +50,7 @@ pub async fn handle(
         Err(e) => {
             let kind = e.kind();
             let mut resp = e.into_response(surface);
-            super::annotate(resp.headers_mut(), outcome.get_mut());
+            super::annotate(resp.headers_mut(), &mut outcome);
             outcome.finish(resp.status().as_u16(), Some(kind));
             resp
         }
@@ -281,7 +281,7 @@ async fn run(
             let surface_name = surface;
             Ok(Answer::Stream(Box::new(move |mut outcome| {
                 let mut annotations = HeaderMap::new();
-                super::annotate(&mut annotations, outcome.get_mut());
+                super::annotate(&mut annotations, &mut outcome);
                 let body = SseBody::new(
                     first,
                     rest,

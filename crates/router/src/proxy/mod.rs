@@ -11,7 +11,7 @@ pub use count_tokens::count_tokens;
 
 use crate::auth::Caller;
 use crate::server::{AppState, RequestContext};
-use crate::usage::{Outcome, RequestOutcome};
+use crate::usage::Outcome;
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::State;
@@ -101,8 +101,18 @@ fn deadline(
 }
 
 /// Explains the routing decision on the response: `x-router-group`, `x-router-target`
-/// (provider/model, no URL) and `x-router-attempts`.
-fn annotate(h: &mut HeaderMap, o: &RequestOutcome) {
+/// (provider/model, no URL), `x-router-attempts`, and `x-router-overhead-ms` (time spent in the
+/// router so far: elapsed time minus time spent waiting on upstream attempts), which is also
+/// kept on the outcome for the overhead histogram.
+fn annotate(h: &mut HeaderMap, outcome: &mut Outcome) {
+    let elapsed = outcome.elapsed();
+    let o = outcome.get_mut();
+    let upstream: std::time::Duration = o.attempts.iter().map(|a| a.latency).sum();
+    let overhead = elapsed.saturating_sub(upstream);
+    o.overhead = Some(overhead);
+    if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", overhead.as_secs_f64() * 1000.0)) {
+        h.insert("x-router-overhead-ms", v);
+    }
     if let Some(v) = o
         .group
         .as_deref()

@@ -79,6 +79,8 @@ pub struct RequestOutcome {
     pub affinity_hit: Option<bool>,
     /// What translation dropped or changed (never content).
     pub warnings: Vec<String>,
+    /// Time spent in the router until the response head went out, upstream waits excluded.
+    pub overhead: Option<Duration>,
 }
 
 impl RequestOutcome {
@@ -208,6 +210,7 @@ impl Outcome {
                 ttft: None,
                 affinity_hit: None,
                 warnings: Vec::new(),
+                overhead: None,
             }),
             started,
             recorder,
@@ -219,6 +222,11 @@ impl Outcome {
         self.record
             .as_mut()
             .expect("an outcome is only taken when finished")
+    }
+
+    /// Time since the request arrived.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
     }
 
     /// Notes the first byte sent to the client.
