@@ -66,6 +66,7 @@ pub struct Shared {
     disconnects: AtomicU64,
     completed: AtomicU64,
     log: Option<Mutex<std::fs::File>>,
+    no_record: bool,
 }
 
 /// Counts a response as completed when finished, or as abandoned by the client when dropped
@@ -120,6 +121,9 @@ impl Shared {
                 .clone()
                 .unwrap_or_else(|| Value::String(String::from_utf8_lossy(body).into_owned())),
         };
+        if self.no_record {
+            return json.unwrap_or(Value::Null);
+        }
         if let Some(log) = &self.log {
             if let Ok(line) = serde_json::to_string(&rec) {
                 let mut f = log.lock().expect("log lock");
@@ -150,6 +154,8 @@ impl Shared {
 pub struct Options {
     /// Append every recorded request as a JSON line to this file.
     pub log_file: Option<std::path::PathBuf>,
+    /// Keep nothing (for benchmarks: memory stays flat).
+    pub no_record: bool,
 }
 
 /// A running fake upstream.
@@ -183,6 +189,7 @@ impl FakeUpstream {
         };
         let shared = Arc::new(Shared {
             log,
+            no_record: options.no_record,
             ..Shared::default()
         });
         let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -190,6 +197,9 @@ impl FakeUpstream {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = app(shared.clone());
         tokio::spawn(async move {
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     let _ = rx.await;

@@ -1,4 +1,5 @@
-//! `fake-upstream [--listen ADDR] [--log FILE]`: runs the fake provider until interrupted and
+//! `fake-upstream [--listen ADDR] [--log FILE] [--no-record]`: runs the fake provider until
+//! interrupted (SIGINT or SIGTERM) and
 //! prints `fake-upstream listening on http://ADDR` once it accepts connections.
 
 use std::io::Write;
@@ -9,11 +10,15 @@ async fn main() {
     let mut options = fake_upstream::Options::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
+        if a == "--no-record" {
+            options.no_record = true;
+            continue;
+        }
         match (a.as_str(), args.next()) {
             ("--listen", Some(v)) => listen = v,
             ("--log", Some(v)) => options.log_file = Some(v.into()),
             _ => {
-                eprintln!("usage: fake-upstream [--listen ADDR] [--log FILE]");
+                eprintln!("usage: fake-upstream [--listen ADDR] [--log FILE] [--no-record]");
                 std::process::exit(2);
             }
         }
@@ -34,5 +39,10 @@ async fn main() {
     };
     println!("fake-upstream listening on http://{}", fake.addr());
     let _ = std::io::stdout().flush();
-    let _ = tokio::signal::ctrl_c().await;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

@@ -366,6 +366,15 @@ pub(crate) async fn serve_until(
         tracing::warn!("{w}");
     }
     let addr = listener.local_addr()?;
+    if config.store.url == "none" {
+        tracing::warn!("store.url = \"none\": usage records are logged only, never stored");
+        let recorder = Recorder::new(&config);
+        let state = Arc::new(Runtime::new(config, recorder, build_info(), None));
+        banner(addr);
+        let drained = router::server::serve(listener, state, shutdown_signal()).await?;
+        tracing::info!(drained, "stopped");
+        return Ok(());
+    }
     let store = router::usage::store::open(&config.store.url).context("opening the usage store")?;
     if let Err(e) = store.migrate().await {
         tracing::warn!(error = %e, store = %redact_url(&config.store.url), "usage store unreachable at start; records are spooled until it answers");

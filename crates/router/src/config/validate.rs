@@ -77,13 +77,17 @@ pub fn validate(raw: RawConfig, hash: String) -> Result<Config, Vec<ConfigError>
             retry_interval: Duration::from_secs(1),
         },
     };
-    if !["sqlite://", "postgres://", "postgresql://"]
-        .iter()
-        .any(|p| store.url.starts_with(p))
+    if store.url != "none"
+        && !["sqlite://", "postgres://", "postgresql://"]
+            .iter()
+            .any(|p| store.url.starts_with(p))
     {
         errors.push(ConfigError::InvalidValue {
             path: "store.url".into(),
-            reason: format!("{:?} must start with sqlite:// or postgres://", store.url),
+            reason: format!(
+                "{:?} must start with sqlite:// or postgres://, or be \"none\"",
+                store.url
+            ),
         });
     }
     let provider_names: Vec<&str> = raw.providers.keys().map(String::as_str).collect();

@@ -15,6 +15,7 @@ use crate::upstream::Provider;
 use crate::usage::Recorder;
 use axum::Router;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use dialects::Dialect;
 use std::future::Future;
 use std::sync::Arc;
@@ -152,6 +153,14 @@ async fn method_not_allowed(method: http::Method, uri: http::Uri) -> axum::respo
     .into_response(Dialect::OpenAiChat)
 }
 
+/// Sends small writes (SSE events, the end of a chunked body) at once: without it, Nagle's
+/// algorithm and the client's delayed ACK add ~40 ms to the end of every stream.
+fn set_nodelay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "TCP_NODELAY not set");
+    }
+}
+
 /// Serves until `shutdown` resolves, then stops accepting, marks the runtime draining and waits
 /// up to `server.drain_timeout` for in-flight requests. Returns whether the drain completed.
 pub async fn serve(
@@ -171,8 +180,8 @@ pub async fn serve(
         );
         let _ = started_tx.send(());
     };
-    let server =
-        axum::serve(listener, app(state).into_make_service()).with_graceful_shutdown(signal);
+    let server = axum::serve(listener.tap_io(set_nodelay), app(state).into_make_service())
+        .with_graceful_shutdown(signal);
     let server = async move { server.await };
     tokio::pin!(server);
     tokio::select! {
