@@ -2,10 +2,10 @@
 
 use crate::agent::{Decision, ToolView, Turn, decide};
 use crate::script::{Script, ScriptUsage, example_from_schema};
-use crate::{Shared, event_stream, prelude, with_headers};
-use axum::body::{Body, Bytes};
+use crate::{Shared, prelude, sse_response, with_headers};
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use dialects::anthropic_messages::error::encode_error;
 use dialects::sse;
@@ -167,15 +167,7 @@ pub(crate) async fn handle(
     let model = req["model"].as_str().unwrap_or("").to_string();
     if req["stream"] == json!(true) {
         let events = stream_events(&id, &model, &blocks, stop, &usage, &script);
-        let resp = Response::builder()
-            .header(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            )
-            .header(header::CACHE_CONTROL, "no-cache")
-            .body(Body::from_stream(event_stream(events, &script, guard)))
-            .expect("static headers build");
-        return with_headers(resp, &script);
+        return sse_response(events, &script, guard);
     }
     let msg = json!({
         "id": id, "type": "message", "role": "assistant", "model": model, "content": blocks,

@@ -2,10 +2,10 @@
 
 use crate::agent::{Decision, ToolView, Turn, decide};
 use crate::script::{Script, ScriptUsage, example_from_schema};
-use crate::{Shared, event_stream, prelude, with_headers};
-use axum::body::{Body, Bytes};
+use crate::{Shared, prelude, sse_response, with_headers};
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use dialects::openai_chat::types::{
     Choice, Chunk, ChunkChoice, CompletionTokensDetails, Delta, FunctionCall, FunctionCallDelta,
@@ -57,15 +57,7 @@ pub(crate) async fn handle(
     if req.stream == Some(true) {
         let include_usage = req.stream_options.as_ref().and_then(|o| o.include_usage) == Some(true);
         let events = stream_events(&id, &req.model, &plan, &script, include_usage);
-        let resp = Response::builder()
-            .header(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            )
-            .header(header::CACHE_CONTROL, "no-cache")
-            .body(Body::from_stream(event_stream(events, &script, guard)))
-            .expect("static headers build");
-        return with_headers(resp, &script);
+        return sse_response(events, &script, guard);
     }
     let resp = ChatResponse {
         id,

@@ -373,6 +373,18 @@ fn raw_response(script: &Script) -> Option<Response> {
     Some(with_headers(resp, script))
 }
 
+/// A streamed answer of pre-encoded SSE events, paced and cut as scripted.
+pub(crate) fn sse_response(events: Vec<Bytes>, script: &Script, guard: ResponseGuard) -> Response {
+    let resp = Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "text/event-stream")
+        .header(axum::http::header::CACHE_CONTROL, "no-cache")
+        .body(axum::body::Body::from_stream(event_stream(
+            events, script, guard,
+        )))
+        .expect("static headers build");
+    with_headers(resp, script)
+}
+
 /// Adds the script's extra headers.
 pub(crate) fn with_headers(mut resp: Response, script: &Script) -> Response {
     for (k, v) in &script.headers {
@@ -387,7 +399,7 @@ pub(crate) fn with_headers(mut resp: Response, script: &Script) -> Response {
 }
 
 /// Streams the events with the script's pacing; breaks the connection where scripted.
-pub(crate) fn event_stream(
+fn event_stream(
     events: Vec<Bytes>,
     script: &Script,
     guard: ResponseGuard,

@@ -2,10 +2,10 @@
 
 use crate::agent::{Decision, ToolView, Turn, decide};
 use crate::script::{Script, ScriptUsage, example_from_schema};
-use crate::{Shared, event_stream, prelude, with_headers};
-use axum::body::{Body, Bytes};
+use crate::{Shared, prelude, sse_response, with_headers};
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use dialects::openai_chat::error::encode_error;
 use dialects::sse;
@@ -208,15 +208,7 @@ pub(crate) async fn handle(
     let (items, usage) = answer(&req, &script, body.len(), &rid);
     if req["stream"] == json!(true) {
         let events = stream_events(&rid, &model, &items, &usage, &script);
-        let resp = Response::builder()
-            .header(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            )
-            .header(header::CACHE_CONTROL, "no-cache")
-            .body(Body::from_stream(event_stream(events, &script, guard)))
-            .expect("static headers build");
-        return with_headers(resp, &script);
+        return sse_response(events, &script, guard);
     }
     guard.complete();
     let r = response_object(&rid, &model, "completed", &items, Some(&usage));

@@ -53,13 +53,8 @@ pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
         });
     }
     let mut stats = view.system.unwrap_or_default();
-    for m in &messages {
-        stats.text_bytes += m.text_bytes;
-        stats.images += m.images;
-        stats.items += m.items;
-    }
+    messages.iter().for_each(|m| stats.add(m));
     let tools = view.tools.unwrap_or_default();
-    let tools_bytes: usize = tools.iter().map(|t| t.get().len()).sum();
     Ok(Inspected {
         dialect: crate::Dialect::AnthropicMessages,
         summary: RequestSummary {
@@ -72,9 +67,7 @@ pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
                     .output_format
                     .is_some_and(|f| f["type"] == "json_schema"),
             },
-            estimated_prompt_tokens: stats
-                .estimate_tokens()
-                .saturating_add((tools_bytes / 4) as u32),
+            estimated_prompt_tokens: stats.estimate_with_tools(&tools),
             max_output_tokens: raw_u32(view.max_tokens),
             session_key: view
                 .metadata

@@ -72,14 +72,15 @@ pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
             reason: "must contain at least one message",
         });
     }
-    let tools = view.tools.iter().chain(view.functions.iter()).flatten();
-    let tools_bytes: usize = tools.clone().map(|t| t.get().len()).sum();
-    let has_tools = tools.count() > 0;
-    let stats = messages.iter().fold(Stats::default(), |a, m| Stats {
-        text_bytes: a.text_bytes + m.text_bytes,
-        images: a.images + m.images,
-        items: a.items + m.items,
-    });
+    let tools: Vec<&RawValue> = view
+        .tools
+        .iter()
+        .chain(view.functions.iter())
+        .flatten()
+        .copied()
+        .collect();
+    let mut stats = Stats::default();
+    messages.iter().for_each(|m| stats.add(m));
     let include_usage = view.stream_options.is_some_and(|raw| {
         serde_json::from_str::<Value>(raw.get())
             .ok()
@@ -92,15 +93,13 @@ pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
             group,
             stream: view.stream.unwrap_or(false),
             needs: Needs {
-                tools: has_tools,
+                tools: !tools.is_empty(),
                 images: stats.images > 0,
                 json_schema: view
                     .response_format
                     .is_some_and(|f| f.kind == "json_schema"),
             },
-            estimated_prompt_tokens: stats
-                .estimate_tokens()
-                .saturating_add((tools_bytes / 4) as u32),
+            estimated_prompt_tokens: stats.estimate_with_tools(&tools),
             max_output_tokens: raw_u32(view.max_completion_tokens.or(view.max_tokens)),
             session_key: view.prompt_cache_key.filter(|k| !k.is_empty()),
         },

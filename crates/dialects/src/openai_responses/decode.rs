@@ -47,11 +47,8 @@ pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
         .input
         .ok_or(DecodeError::MissingField { field: "input" })?;
     let mut stats = view.instructions.unwrap_or_default();
-    stats.text_bytes += input.text_bytes;
-    stats.images += input.images;
-    stats.items += input.items;
+    stats.add(&input);
     let tools = view.tools.unwrap_or_default();
-    let tools_bytes: usize = tools.iter().map(|t| t.get().len()).sum();
     Ok(Inspected {
         dialect: crate::Dialect::OpenAiResponses,
         summary: RequestSummary {
@@ -65,9 +62,7 @@ pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
                     .and_then(|t| t.format)
                     .is_some_and(|f| f["type"] == "json_schema"),
             },
-            estimated_prompt_tokens: stats
-                .estimate_tokens()
-                .saturating_add((tools_bytes / 4) as u32),
+            estimated_prompt_tokens: stats.estimate_with_tools(&tools),
             max_output_tokens: raw_u32(view.max_output_tokens),
             session_key: view.prompt_cache_key.filter(|k| !k.is_empty()),
         },
