@@ -101,11 +101,24 @@ impl<'a> Iterator for Frames<'a> {
     }
 }
 
-/// Lines of a frame without their line endings.
+/// Lines of a frame without their line endings (found with `memchr`: frames are scanned for
+/// every event that passes through).
 fn lines(frame: &[u8]) -> impl Iterator<Item = &[u8]> {
-    frame
-        .split(|b| *b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+    let mut rest = Some(frame);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        let line = match memchr::memchr(b'\n', r) {
+            Some(i) => {
+                rest = Some(&r[i + 1..]);
+                &r[..i]
+            }
+            None => {
+                rest = None;
+                r
+            }
+        };
+        Some(line.strip_suffix(b"\r").unwrap_or(line))
+    })
 }
 
 /// Value of a field line (`name:value`, one optional space after the colon).

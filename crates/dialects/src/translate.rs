@@ -71,14 +71,10 @@ pub fn encode_request(d: Dialect, req: &Request, opts: &EncodeOptions<'_>) -> En
 }
 
 /// Decodes a whole response body of `d`.
-pub fn decode_response(
-    d: Dialect,
-    body: &[u8],
-    structured_tool: Option<&str>,
-) -> Result<Response, DecodeError> {
+pub fn decode_response(d: Dialect, body: &[u8]) -> Result<Response, DecodeError> {
     match d {
         Dialect::OpenAiChat => oc::decode::decode_response(body),
-        Dialect::AnthropicMessages => am::decode::decode_response(body, structured_tool),
+        Dialect::AnthropicMessages => am::decode::decode_response(body),
         Dialect::OpenAiResponses => or::decode::decode_response(body),
     }
 }

@@ -146,7 +146,7 @@ fn codex_tool_output_turn_round_trips_through_anthropic() {
 
 #[test]
 fn chat_response_to_responses() {
-    let r = translate::decode_response(C, &chat_response(), None).unwrap();
+    let r = translate::decode_response(C, &chat_response()).unwrap();
     let out: Value = serde_json::from_slice(&translate::encode_response(
         R,
         &r,
@@ -208,7 +208,7 @@ fn chat_response() -> Vec<u8> {
 
 #[test]
 fn chat_response_to_anthropic() {
-    let r = translate::decode_response(C, &chat_response(), None).unwrap();
+    let r = translate::decode_response(C, &chat_response()).unwrap();
     let out: Value = serde_json::from_slice(&translate::encode_response(
         A,
         &r,
@@ -225,7 +225,7 @@ fn anthropic_response_to_chat() {
             {"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": "ls"}}],
         "stop_reason": "tool_use", "stop_sequence": null,
         "usage": {"input_tokens": 10, "cache_read_input_tokens": 30, "cache_creation_input_tokens": 5, "output_tokens": 7}});
-    let r = translate::decode_response(A, body.to_string().as_bytes(), None).unwrap();
+    let r = translate::decode_response(A, body.to_string().as_bytes()).unwrap();
     assert_eq!(
         (
             r.usage.input_tokens,

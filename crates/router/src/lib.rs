@@ -15,6 +15,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod ids;
 pub mod metrics;
 pub mod proxy;
 pub mod routing;

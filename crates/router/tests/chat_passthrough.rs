@@ -79,7 +79,7 @@ async fn non_stream_rewrites_only_model_and_keeps_unknown_fields() {
         (11, 7, 3, 2)
     );
     assert_eq!(o.attempts.len(), 1);
-    assert_eq!(o.attempts[0].model, "fake-fast");
+    assert_eq!(&*o.attempts[0].model, "fake-fast");
 }
 
 #[tokio::test]

@@ -471,8 +471,22 @@ async fn metrics_have_no_tenant_labels(url: String) {
             .status,
         200
     );
-    assert!(h.written(1).await);
+    // Group names the config does not declare are one `unknown` series, not one per name.
+    let stray = send(
+        "POST",
+        &h.url("/v1/chat/completions"),
+        &[("authorization", "Bearer alice-token")],
+        Bytes::from(
+            json!({"model": "made-up-group-42", "messages": [{"role": "user", "content": "hi"}]})
+                .to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(stray.status, 404);
+    assert!(h.written(2).await);
     let text = get(&h, "/metrics", Some("metrics-token")).await.text();
+    assert!(!text.contains("made-up-group-42"), "{text}");
+    assert!(text.contains("group=\"unknown\""), "{text}");
     for want in [
         "smart_router_requests_total{",
         "smart_router_request_duration_seconds_bucket",

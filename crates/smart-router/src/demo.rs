@@ -65,8 +65,7 @@ pub async fn run(listen: &str) -> Result<()> {
         .context("starting the fake upstream")?;
     let text = demo_config(listen, &fake.openai_base_url());
     let config = router::config::parse(&text).map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
-        .await
+    let listener = router::server::bind(config.server.listen, config.server.listen_backlog)
         .with_context(|| {
             format!("binding {listen} (pass --listen 127.0.0.1:PORT to use another port)")
         })?;

@@ -3,6 +3,8 @@
 
 mod codex;
 mod demo;
+mod log_format;
+mod log_writer;
 mod store_cli;
 
 use anyhow::{Context, Result};
@@ -167,17 +169,24 @@ fn build_info() -> BuildInfo {
     }
 }
 
-fn init_logging(format: LogFormat, level: &str) {
+/// Logs to stderr through [`log_writer`] (never blocking a request on the output); the guard
+/// flushes what is queued when dropped.
+fn init_logging(format: LogFormat, level: &str) -> log_writer::LogGuard {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = log_writer::start(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Json => builder
+            .fmt_fields(log_format::JsonFields)
+            .event_format(log_format::JsonLines)
+            .init(),
     }
+    guard
 }
 
 /// Reads and validates a config file; the error lists every problem.
@@ -295,7 +304,7 @@ fn main() -> Result<()> {
             })
         }
         Command::Serve { config, listen } => {
-            init_logging(cli.log_format, &cli.log_level);
+            let _logs = init_logging(cli.log_format, &cli.log_level);
             let mut config = match load_config(&config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -309,7 +318,7 @@ fn main() -> Result<()> {
             runtime()?.block_on(serve(config))
         }
         Command::Demo { listen } => {
-            init_logging(cli.log_format, &cli.log_level);
+            let _logs = init_logging(cli.log_format, &cli.log_level);
             runtime()?.block_on(demo::run(&listen))
         }
     }
@@ -402,8 +411,7 @@ pub(crate) async fn serve_until(
 }
 
 async fn serve(config: Config) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(config.server.listen)
-        .await
+    let listener = router::server::bind(config.server.listen, config.server.listen_backlog)
         .with_context(|| format!("binding {}", config.server.listen))?;
     serve_until(config, listener, |addr| {
         println!("smart-router listening on http://{addr}");

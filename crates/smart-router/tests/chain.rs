@@ -46,6 +46,19 @@ impl Router {
     fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
     }
+
+    /// The log once a line containing all of `needles` has been written (log lines are
+    /// written by a background thread, shortly after the event).
+    fn logs_with(&self, needles: &[&str]) -> String {
+        for _ in 0..200 {
+            let logs = self.logs();
+            if logs.lines().any(|l| needles.iter().all(|n| l.contains(n))) {
+                return logs;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        self.logs()
+    }
 }
 
 impl Drop for Router {
@@ -208,7 +221,7 @@ token = "other-token"
         budget <= 4800 && budget > 4000,
         "5000 ms minus two 100 ms hop margins: {budget}"
     );
-    let ent_logs = enterprise.logs();
+    let ent_logs = enterprise.logs_with(&["chain-req-1", "request finished"]);
     let ent_line = ent_logs
         .lines()
         .find(|l| l.contains("chain-req-1") && l.contains("request finished"))
@@ -219,7 +232,7 @@ token = "other-token"
         "{ent_line}"
     );
     assert!(
-        team.logs()
+        team.logs_with(&["chain-req-1", "\"caller\":\"app\""])
             .lines()
             .any(|l| l.contains("chain-req-1") && l.contains("\"caller\":\"app\""))
     );

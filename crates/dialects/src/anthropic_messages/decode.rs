@@ -294,30 +294,13 @@ pub fn decode_request(body: &[u8]) -> Result<(canonical::Request, Vec<Warning>),
     Ok((out, w))
 }
 
-/// Decodes a non-stream Messages response into the canonical model. `structured_tool` names
-/// the forced tool that carried a JSON-schema answer: its input becomes the text.
-pub fn decode_response(
-    body: &[u8],
-    structured_tool: Option<&str>,
-) -> Result<canonical::Response, DecodeError> {
+/// Decodes a non-stream Messages response into the canonical model (a forced structured-answer
+/// tool is unwrapped by [`canonical::Response::answer_structured`]).
+pub fn decode_response(body: &[u8]) -> Result<canonical::Response, DecodeError> {
     let v: Value = serde_json::from_slice(body)?;
     let mut w = Vec::new();
-    let mut p = parts(&v["content"], &mut w);
-    let mut finish = finish_reason(v["stop_reason"].as_str().unwrap_or("end_turn"));
-    if let Some(tool) = structured_tool {
-        p = p
-            .into_iter()
-            .map(|part| match part {
-                Part::ToolCall {
-                    name, arguments, ..
-                } if name == tool => Part::Text(arguments),
-                other => other,
-            })
-            .collect();
-        if finish == canonical::FinishReason::ToolCalls {
-            finish = canonical::FinishReason::Stop;
-        }
-    }
+    let p = parts(&v["content"], &mut w);
+    let finish = finish_reason(v["stop_reason"].as_str().unwrap_or("end_turn"));
     let usage: WireUsage = serde_json::from_value(v["usage"].clone()).unwrap_or_default();
     Ok(canonical::Response {
         id: v["id"].as_str().unwrap_or("").to_string(),

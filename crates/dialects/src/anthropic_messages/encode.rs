@@ -6,6 +6,8 @@ use crate::canonical::{
     self, EncodeOptions, ImageSource, Part, ResponseFormat, Role, ToolChoice, Warning,
     clamp_max_tokens,
 };
+use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 /// `max_tokens` sent when neither the request nor the target sets one (Anthropic requires it).
@@ -25,66 +27,113 @@ pub struct Encoded {
     pub structured_tool: Option<String>,
 }
 
-fn image(src: &ImageSource) -> Value {
-    match src {
-        ImageSource::Base64 { media_type, data } => {
-            json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}})
-        }
-        ImageSource::Url(u) => json!({"type": "image", "source": {"type": "url", "url": u}}),
+/// A content block as the Messages API takes it, borrowing from the canonical parts (serialized
+/// directly: no intermediate JSON tree, no copy of image data).
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Block<'a> {
+    Text {
+        text: &'a str,
+    },
+    Image {
+        source: ImageOut<'a>,
+    },
+    ToolUse {
+        id: String,
+        name: &'a str,
+        input: &'a RawValue,
+    },
+    ToolResult {
+        tool_use_id: String,
+        content: Vec<Block<'a>>,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        is_error: bool,
+    },
+    Thinking {
+        thinking: &'a str,
+        signature: &'a str,
+    },
+    RedactedThinking {
+        data: &'a str,
+    },
+}
+
+impl Block<'_> {
+    fn is_tool_result(&self) -> bool {
+        matches!(self, Block::ToolResult { .. })
     }
 }
 
-/// Tool input from JSON-text arguments (invalid JSON becomes `{}`, with a warning).
-fn input(arguments: &str, w: &mut Vec<Warning>) -> Value {
-    match serde_json::from_str::<Value>(arguments) {
-        Ok(v @ Value::Object(_)) => v,
-        _ if arguments.trim().is_empty() => json!({}),
+/// An image source.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ImageOut<'a> {
+    Base64 { media_type: &'a str, data: &'a str },
+    Url { url: &'a str },
+}
+
+/// `{}`, for tool calls without usable arguments.
+fn empty_input() -> &'static RawValue {
+    serde_json::from_str("{}").expect("{} is JSON")
+}
+
+/// Tool input from JSON-text arguments, embedded as they are when they are a JSON object
+/// (invalid JSON or anything else becomes `{}`, with a warning).
+fn input<'a>(arguments: &'a str, w: &mut Vec<Warning>) -> &'a RawValue {
+    match serde_json::from_str::<&RawValue>(arguments) {
+        Ok(raw) if raw.get().starts_with('{') => raw,
+        _ if arguments.trim().is_empty() => empty_input(),
         _ => {
             w.push(Warning(
                 "tool call arguments were not a JSON object; sent as {}".into(),
             ));
-            json!({})
+            empty_input()
         }
     }
 }
 
-fn block(p: &Part, w: &mut Vec<Warning>) -> Option<Value> {
+fn block<'a>(p: &'a Part, w: &mut Vec<Warning>) -> Option<Block<'a>> {
     Some(match p {
         Part::Text(t) if t.is_empty() => return None,
-        Part::Text(t) => json!({"type": "text", "text": t}),
-        Part::Image(src) => image(src),
+        Part::Text(t) => Block::Text { text: t },
+        Part::Image(ImageSource::Base64 { media_type, data }) => Block::Image {
+            source: ImageOut::Base64 { media_type, data },
+        },
+        Part::Image(ImageSource::Url(url)) => Block::Image {
+            source: ImageOut::Url { url },
+        },
         Part::ToolCall {
             id,
             name,
             arguments,
-        } => {
-            json!({"type": "tool_use", "id": encode_tool_id(id), "name": name, "input": input(arguments, w)})
-        }
+        } => Block::ToolUse {
+            id: encode_tool_id(id),
+            name,
+            input: input(arguments, w),
+        },
         Part::ToolResult {
             call_id,
             content,
             is_error,
-        } => {
-            let inner: Vec<Value> = content.iter().filter_map(|c| block(c, w)).collect();
-            let mut b = json!({"type": "tool_result", "tool_use_id": encode_tool_id(call_id), "content": inner});
-            if *is_error {
-                b["is_error"] = json!(true);
-            }
-            b
-        }
+        } => Block::ToolResult {
+            tool_use_id: encode_tool_id(call_id),
+            content: content.iter().filter_map(|c| block(c, w)).collect(),
+            is_error: *is_error,
+        },
         Part::Reasoning {
             text,
             signature: Some(sig),
             ..
-        } => {
-            json!({"type": "thinking", "thinking": text, "signature": sig})
-        }
+        } => Block::Thinking {
+            thinking: text,
+            signature: sig,
+        },
         Part::Reasoning {
             encrypted: Some(o),
             signature: None,
             ..
         } if o.dialect == crate::Dialect::AnthropicMessages => {
-            json!({"type": "redacted_thinking", "data": o.data})
+            Block::RedactedThinking { data: &o.data }
         }
         Part::Reasoning { .. } => {
             w.push(Warning(
@@ -95,10 +144,17 @@ fn block(p: &Part, w: &mut Vec<Warning>) -> Option<Value> {
     })
 }
 
+/// One message of a request.
+#[derive(Debug, Serialize)]
+struct MessageOut<'a> {
+    role: &'static str,
+    content: Vec<Block<'a>>,
+}
+
 /// Encodes a canonical request as a Messages request for a target.
 pub fn encode_request(req: &canonical::Request, opts: &EncodeOptions<'_>) -> Encoded {
     let mut w = Vec::new();
-    let mut messages: Vec<Value> = Vec::new();
+    let mut messages: Vec<MessageOut<'_>> = Vec::new();
     let mut system = req.system.clone();
     for m in &req.messages {
         if m.role == Role::System {
@@ -116,20 +172,20 @@ pub fn encode_request(req: &canonical::Request, opts: &EncodeOptions<'_>) -> Enc
         } else {
             "user"
         };
-        let mut blocks: Vec<Value> = m.parts.iter().filter_map(|p| block(p, &mut w)).collect();
+        let mut blocks: Vec<Block<'_>> = m.parts.iter().filter_map(|p| block(p, &mut w)).collect();
         if role == "user" {
             // Tool results must come first in a user turn.
-            blocks.sort_by_key(|b| b["type"] != "tool_result");
+            blocks.sort_by_key(|b| !b.is_tool_result());
         }
         if blocks.is_empty() {
             continue;
         }
         match messages.last_mut() {
-            Some(last) if last["role"] == role => last["content"]
-                .as_array_mut()
-                .expect("content is an array")
-                .extend(blocks),
-            _ => messages.push(json!({"role": role, "content": blocks})),
+            Some(last) if last.role == role => last.content.extend(blocks),
+            _ => messages.push(MessageOut {
+                role,
+                content: blocks,
+            }),
         }
     }
     let mut out = Map::new();
@@ -141,7 +197,10 @@ pub fn encode_request(req: &canonical::Request, opts: &EncodeOptions<'_>) -> Enc
     if !system.is_empty() {
         out.insert("system".into(), json!(system.join("\n\n")));
     }
-    out.insert("messages".into(), Value::Array(messages));
+    out.insert(
+        "messages".into(),
+        serde_json::to_value(&messages).expect("messages serialise"),
+    );
     if req.stream {
         out.insert("stream".into(), json!(true));
     }
@@ -246,19 +305,32 @@ pub fn message_id(id: &str) -> String {
     }
 }
 
+/// A Messages response, serialized in the API's field order.
+#[derive(Serialize)]
+struct ResponseOut<'a> {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    role: &'static str,
+    model: &'a str,
+    content: Vec<Block<'a>>,
+    stop_reason: &'static str,
+    stop_sequence: Option<&'a str>,
+    usage: WireUsage,
+}
+
 /// Encodes a canonical response as a Messages response (`model` is what the caller asked for).
 pub fn encode_response(r: &canonical::Response, model: &str) -> Vec<u8> {
     let mut w = Vec::new();
-    let content: Vec<Value> = r.parts.iter().filter_map(|p| block(p, &mut w)).collect();
-    let v = json!({
-        "id": message_id(&r.id),
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": content,
-        "stop_reason": stop_reason(r.finish),
-        "stop_sequence": r.stop_sequence,
-        "usage": usage_json(&r.usage),
-    });
-    serde_json::to_vec(&v).expect("JSON serialises")
+    let out = ResponseOut {
+        id: message_id(&r.id),
+        kind: "message",
+        role: "assistant",
+        model,
+        content: r.parts.iter().filter_map(|p| block(p, &mut w)).collect(),
+        stop_reason: stop_reason(r.finish),
+        stop_sequence: r.stop_sequence.as_deref(),
+        usage: WireUsage::from(r.usage),
+    };
+    serde_json::to_vec(&out).expect("JSON serialises")
 }

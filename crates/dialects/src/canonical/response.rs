@@ -33,3 +33,26 @@ pub struct Response {
     /// Token usage.
     pub usage: Usage,
 }
+
+impl Response {
+    /// The answer to a JSON-schema request that was sent as forced tool `tool`: that tool's
+    /// arguments become the text of the answer, and the turn ends normally.
+    pub fn answer_structured(mut self, tool: &str) -> Response {
+        let mut unwrapped = false;
+        for part in &mut self.parts {
+            if let Part::ToolCall {
+                name, arguments, ..
+            } = part
+            {
+                if name == tool {
+                    *part = Part::Text(std::mem::take(arguments));
+                    unwrapped = true;
+                }
+            }
+        }
+        if unwrapped && self.finish == FinishReason::ToolCalls {
+            self.finish = FinishReason::Stop;
+        }
+        self
+    }
+}

@@ -27,7 +27,9 @@ pub fn tap_chunk(data: &[u8]) -> Tap {
     if data.starts_with(b"{\"error\"") {
         return Tap::Error;
     }
-    let Some(at) = memchr::memmem::find(data, b"\"usage\"") else {
+    static USAGE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
+    let Some(at) = USAGE.find(data) else {
         return Tap::Other;
     };
     let rest = data[at + 7..].trim_ascii_start();

@@ -6,6 +6,7 @@ use crate::canonical::{
     self, EncodeOptions, FinishReason, Part, ResponseFormat, Role, ToolChoice, Warning,
     clamp_max_tokens,
 };
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 fn text_parts(parts: &[Part], kind: &str) -> Vec<Value> {
@@ -184,15 +185,166 @@ pub fn encode_request(
     )
 }
 
+/// Responses `usage`, in the API's field order.
+#[derive(Debug, Clone, Serialize)]
+struct UsageOut {
+    input_tokens: u64,
+    input_tokens_details: CachedDetails,
+    output_tokens: u64,
+    output_tokens_details: ReasoningDetails,
+    total_tokens: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct CachedDetails {
+    cached_tokens: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct ReasoningDetails {
+    reasoning_tokens: u64,
+}
+
+impl From<&canonical::Usage> for UsageOut {
+    fn from(u: &canonical::Usage) -> Self {
+        UsageOut {
+            input_tokens: u.input_tokens,
+            input_tokens_details: CachedDetails {
+                cached_tokens: u.cached_input_tokens,
+            },
+            output_tokens: u.output_tokens,
+            output_tokens_details: ReasoningDetails {
+                reasoning_tokens: u.reasoning_tokens,
+            },
+            total_tokens: u.input_tokens + u.output_tokens,
+        }
+    }
+}
+
 /// Responses `usage` for canonical usage.
 pub fn usage_json(u: &canonical::Usage) -> Value {
-    json!({
-        "input_tokens": u.input_tokens,
-        "input_tokens_details": {"cached_tokens": u.cached_input_tokens},
-        "output_tokens": u.output_tokens,
-        "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
-        "total_tokens": u.input_tokens + u.output_tokens,
-    })
+    serde_json::to_value(UsageOut::from(u)).expect("usage serialises")
+}
+
+/// An output item of a response, borrowing what it can (serialized directly for whole
+/// responses; turned into JSON values for stream events).
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum OutputItem<'a> {
+    Message {
+        id: String,
+        status: &'a str,
+        role: &'static str,
+        content: [OutputText<'a>; 1],
+    },
+    FunctionCall {
+        id: String,
+        status: &'a str,
+        call_id: &'a str,
+        name: &'a str,
+        arguments: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        namespace: Option<&'a str>,
+    },
+    CustomToolCall {
+        id: String,
+        status: &'a str,
+        call_id: &'a str,
+        name: &'a str,
+        input: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        namespace: Option<&'a str>,
+    },
+    Reasoning {
+        id: String,
+        summary: Vec<SummaryText<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        encrypted_content: Option<&'a str>,
+    },
+}
+
+impl OutputItem<'_> {
+    fn is_reasoning(&self) -> bool {
+        matches!(self, OutputItem::Reasoning { .. })
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename = "output_text")]
+struct OutputText<'a> {
+    text: &'a str,
+    annotations: [(); 0],
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename = "summary_text")]
+struct SummaryText<'a> {
+    text: &'a str,
+}
+
+fn call_out<'a>(
+    id: String,
+    call_id: &'a str,
+    name: &'a str,
+    arguments: &'a str,
+    shapes: &'a ToolShapes,
+    status: &'a str,
+) -> OutputItem<'a> {
+    let (namespace, inner) = match shapes.namespaced.get(name) {
+        Some((ns, inner)) => (Some(ns.as_str()), inner.as_str()),
+        None => (None, name),
+    };
+    if shapes.custom.iter().any(|c| c == name) {
+        let input = serde_json::from_str::<Value>(arguments)
+            .ok()
+            .and_then(|v| v["input"].as_str().map(str::to_string))
+            .unwrap_or_else(|| arguments.to_string());
+        OutputItem::CustomToolCall {
+            id,
+            status,
+            call_id,
+            name: inner,
+            input,
+            namespace,
+        }
+    } else {
+        OutputItem::FunctionCall {
+            id,
+            status,
+            call_id,
+            name: inner,
+            arguments,
+            namespace,
+        }
+    }
+}
+
+fn message_out<'a>(id: String, text: &'a str, status: &'a str) -> OutputItem<'a> {
+    OutputItem::Message {
+        id,
+        status,
+        role: "assistant",
+        content: [OutputText {
+            text,
+            annotations: [],
+        }],
+    }
+}
+
+fn reasoning_out<'a>(id: String, summary: &'a str, encrypted: Option<&'a str>) -> OutputItem<'a> {
+    OutputItem::Reasoning {
+        id,
+        summary: if summary.is_empty() {
+            vec![]
+        } else {
+            vec![SummaryText { text: summary }]
+        },
+        encrypted_content: encrypted,
+    }
+}
+
+fn item_value(item: OutputItem<'_>) -> Value {
+    serde_json::to_value(item).expect("items serialise")
 }
 
 /// The output item for a tool call, shaped as the caller declared the tool.
@@ -204,43 +356,74 @@ pub fn call_item(
     shapes: &ToolShapes,
     status: &str,
 ) -> Value {
-    let (namespace, inner) = match shapes.namespaced.get(name) {
-        Some((ns, inner)) => (Some(ns.as_str()), inner.as_str()),
-        None => (None, name),
-    };
-    let mut item = if shapes.custom.iter().any(|c| c == name) {
-        let input = serde_json::from_str::<Value>(arguments)
-            .ok()
-            .and_then(|v| v["input"].as_str().map(str::to_string))
-            .unwrap_or_else(|| arguments.to_string());
-        json!({"id": id, "type": "custom_tool_call", "status": status, "call_id": call_id, "name": inner, "input": input})
-    } else {
-        json!({"id": id, "type": "function_call", "status": status, "call_id": call_id, "name": inner, "arguments": arguments})
-    };
-    if let Some(ns) = namespace {
-        item["namespace"] = json!(ns);
-    }
-    item
+    item_value(call_out(
+        id.to_string(),
+        call_id,
+        name,
+        arguments,
+        shapes,
+        status,
+    ))
 }
 
-/// A completed assistant message item.
+/// An assistant message item with one output_text part.
 pub fn message_item(id: &str, text: &str, status: &str) -> Value {
-    json!({"id": id, "type": "message", "status": status, "role": "assistant",
-           "content": [{"type": "output_text", "text": text, "annotations": []}]})
+    item_value(message_out(id.to_string(), text, status))
 }
 
 /// A reasoning item with its summary (and encrypted content, when it came from Responses).
 pub fn reasoning_item(id: &str, summary: &str, encrypted: Option<&str>) -> Value {
-    let summary: Vec<Value> = if summary.is_empty() {
-        vec![]
-    } else {
-        vec![json!({"type": "summary_text", "text": summary})]
-    };
-    let mut item = json!({"id": id, "type": "reasoning", "summary": summary});
-    if let Some(e) = encrypted {
-        item["encrypted_content"] = json!(e);
+    item_value(reasoning_out(id.to_string(), summary, encrypted))
+}
+
+/// The Responses `response` object, in the API's field order.
+#[derive(Debug, Serialize)]
+struct ResponseOut<'a, T> {
+    id: &'a str,
+    object: &'static str,
+    created_at: u64,
+    status: &'a str,
+    error: Option<()>,
+    incomplete_details: Option<IncompleteDetails>,
+    model: &'a str,
+    output: T,
+    parallel_tool_calls: bool,
+    tool_choice: &'static str,
+    tools: [(); 0],
+    usage: Option<UsageOut>,
+}
+
+#[derive(Debug, Serialize)]
+struct IncompleteDetails {
+    reason: &'static str,
+}
+
+impl<'a, T: Serialize> ResponseOut<'a, T> {
+    fn new(
+        id: &'a str,
+        model: &'a str,
+        created: u64,
+        status: &'a str,
+        output: T,
+        usage: Option<&canonical::Usage>,
+    ) -> Self {
+        ResponseOut {
+            id,
+            object: "response",
+            created_at: created,
+            status,
+            error: None,
+            incomplete_details: (status == "incomplete").then_some(IncompleteDetails {
+                reason: "max_output_tokens",
+            }),
+            model,
+            output,
+            parallel_tool_calls: true,
+            tool_choice: "auto",
+            tools: [],
+            usage: usage.map(UsageOut::from),
+        }
     }
-    item
 }
 
 /// The Responses `response` object around `output`.
@@ -252,15 +435,8 @@ pub fn response_object(
     output: Vec<Value>,
     usage: Option<&canonical::Usage>,
 ) -> Value {
-    let mut r = json!({
-        "id": id, "object": "response", "created_at": created, "status": status, "model": model,
-        "output": output, "error": null, "incomplete_details": null, "parallel_tool_calls": true,
-        "tool_choice": "auto", "tools": [], "usage": usage.map(usage_json),
-    });
-    if status == "incomplete" {
-        r["incomplete_details"] = json!({"reason": "max_output_tokens"});
-    }
-    r
+    serde_json::to_value(ResponseOut::new(id, model, created, status, output, usage))
+        .expect("responses serialise")
 }
 
 /// A response id in Responses' form.
@@ -294,8 +470,8 @@ pub fn encode_response(
                 name,
                 arguments,
             } => {
-                output.push(call_item(
-                    &format!("fc_{rid}_{i}"),
+                output.push(call_out(
+                    format!("fc_{rid}_{i}"),
                     id,
                     name,
                     arguments,
@@ -310,7 +486,7 @@ pub fn encode_response(
                     .as_ref()
                     .filter(|o| o.dialect == crate::Dialect::OpenAiResponses)
                     .map(|o| o.data.as_str());
-                output.push(reasoning_item(&format!("rs_{rid}_{i}"), t, enc));
+                output.push(reasoning_out(format!("rs_{rid}_{i}"), t, enc));
             }
             _ => {}
         }
@@ -318,15 +494,15 @@ pub fn encode_response(
     if !text.is_empty() {
         let pos = output
             .iter()
-            .position(|o| o["type"] != "reasoning")
+            .position(|o| !o.is_reasoning())
             .unwrap_or(output.len());
-        output.insert(pos, message_item(&format!("msg_{rid}"), &text, "completed"));
+        output.insert(pos, message_out(format!("msg_{rid}"), &text, "completed"));
     }
     let status = if r.finish == FinishReason::Length {
         "incomplete"
     } else {
         "completed"
     };
-    let v = response_object(&rid, model, created, status, output, Some(&r.usage));
-    serde_json::to_vec(&v).expect("JSON serialises")
+    let out = ResponseOut::new(&rid, model, created, status, &output, Some(&r.usage));
+    serde_json::to_vec(&out).expect("JSON serialises")
 }

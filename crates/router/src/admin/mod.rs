@@ -85,9 +85,10 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
             .set(i64::from(s.store_up.load(Ordering::Relaxed)));
     }
     for t in state.config.groups.iter().flat_map(|g| &g.targets) {
+        let names = state.recorder.target(t.id);
         let labels = crate::metrics::TargetLabels {
-            provider: state.config.providers[t.provider].name.clone(),
-            model: t.model.clone(),
+            provider: names.provider.clone(),
+            model: names.model.clone(),
         };
         m.target_cooling
             .get_or_create(&labels)

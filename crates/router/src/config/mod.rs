@@ -61,6 +61,8 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// This router's name (`x-router-parent-id` upstream).
     pub name: String,
+    /// Accept queue length (the kernel caps it at `net.core.somaxconn`).
+    pub listen_backlog: u32,
 }
 
 /// `[routing]`, validated.

@@ -45,6 +45,9 @@ pub struct RawServer {
     /// This router's name, sent upstream as `x-router-parent-id`.
     #[serde(default = "default_name")]
     pub name: String,
+    /// Connections the kernel queues before they are accepted.
+    #[serde(default = "default_backlog")]
+    pub listen_backlog: u32,
 }
 
 impl Default for RawServer {
@@ -55,12 +58,16 @@ impl Default for RawServer {
             request_timeout_ms: default_request_timeout(),
             drain_timeout_ms: default_drain_timeout(),
             name: default_name(),
+            listen_backlog: default_backlog(),
         }
     }
 }
 
 fn default_listen() -> String {
     "127.0.0.1:8080".into()
+}
+fn default_backlog() -> u32 {
+    4096
 }
 fn default_max_body() -> u64 {
     32 * 1024 * 1024

@@ -185,6 +185,7 @@ fn validate_server(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option<Ser
     for (key, v) in [
         ("max_body_bytes", s.max_body_bytes),
         ("request_timeout_ms", s.request_timeout_ms),
+        ("listen_backlog", u64::from(s.listen_backlog)),
     ] {
         if v == 0 {
             errors.push(ConfigError::InvalidValue {
@@ -199,6 +200,7 @@ fn validate_server(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option<Ser
         request_timeout: Duration::from_millis(s.request_timeout_ms),
         drain_timeout: Duration::from_millis(s.drain_timeout_ms),
         name: s.name.clone(),
+        listen_backlog: s.listen_backlog,
     })
 }
 

@@ -1,5 +1,7 @@
-//! Prometheus metrics. Labels are limited to surface, group, provider, model, status class and
-//! low-cardinality kinds: never a caller, project, team, token or request id.
+//! Prometheus metrics. Labels are limited to surface, configured group, provider, model, status
+//! class and low-cardinality kinds: never a caller, project, team, token or request id, and a
+//! group name the config does not declare is counted as `unknown` (callers cannot mint series).
+//! Label values are interned `Arc<str>`s or static strings, so counting a request copies none.
 
 use crate::usage::RequestOutcome;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -8,81 +10,83 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 /// Labels of request-level series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// Client dialect.
-    pub surface: String,
+    pub surface: &'static str,
     /// Model group.
-    pub group: String,
+    pub group: Arc<str>,
     /// Provider that served (or `none`).
-    pub provider: String,
+    pub provider: Arc<str>,
     /// Upstream model that served (or `none`).
-    pub model: String,
+    pub model: Arc<str>,
     /// `2xx`, `4xx`, `5xx`, `client_closed`.
-    pub status: String,
+    pub status: &'static str,
 }
 
 /// Labels of attempt-level series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AttemptLabels {
     /// Provider.
-    pub provider: String,
+    pub provider: Arc<str>,
     /// Upstream model.
-    pub model: String,
+    pub model: Arc<str>,
     /// `ok` or the error class.
-    pub outcome: String,
+    pub outcome: &'static str,
 }
 
 /// Labels of error series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     /// Client dialect.
-    pub surface: String,
+    pub surface: &'static str,
     /// Model group.
-    pub group: String,
+    pub group: Arc<str>,
     /// Error class.
-    pub kind: String,
+    pub kind: &'static str,
 }
 
 /// Labels of token series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TokenLabels {
     /// Model group.
-    pub group: String,
+    pub group: Arc<str>,
     /// Provider.
-    pub provider: String,
+    pub provider: Arc<str>,
     /// Upstream model.
-    pub model: String,
+    pub model: Arc<str>,
     /// `input`, `cached`, `cache_write`, `output`, `reasoning`.
-    pub kind: String,
+    pub kind: &'static str,
 }
 
 /// Labels of per-target series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TargetLabels {
     /// Provider.
-    pub provider: String,
+    pub provider: Arc<str>,
     /// Upstream model.
-    pub model: String,
+    pub model: Arc<str>,
 }
 
 /// Labels of per-surface series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SurfaceLabels {
     /// Client dialect.
-    pub surface: String,
+    pub surface: &'static str,
 }
 
 /// Labels of per-group series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GroupLabels {
     /// Client dialect.
-    pub surface: String,
+    pub surface: &'static str,
     /// Model group.
-    pub group: String,
+    pub group: Arc<str>,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -119,6 +123,11 @@ pub struct Metrics {
     pub usage_store_up: Gauge,
     /// 1 per target cooling down.
     pub target_cooling: Family<TargetLabels, Gauge>,
+    /// Configured group names, interned.
+    groups: HashMap<String, Arc<str>>,
+    /// `none` and `unknown`, interned.
+    none: Arc<str>,
+    unknown: Arc<str>,
 }
 
 impl Default for Metrics {
@@ -128,7 +137,18 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// A fresh registry with every metric registered.
+    /// A fresh registry for `config`'s groups.
+    pub fn for_config(config: &crate::config::Config) -> Self {
+        let mut m = Self::new();
+        m.groups = config
+            .groups
+            .iter()
+            .map(|g| (g.name.clone(), Arc::from(g.name.as_str())))
+            .collect();
+        m
+    }
+
+    /// A fresh registry with every metric registered and no groups declared.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("smart_router");
         let requests = Family::<RequestLabels, Counter>::default();
@@ -232,12 +252,24 @@ impl Metrics {
             usage_spool_bytes,
             usage_store_up,
             target_cooling,
+            groups: HashMap::new(),
+            none: Arc::from("none"),
+            unknown: Arc::from("unknown"),
+        }
+    }
+
+    /// The label of a group name: itself when configured, else `unknown` (`none` when the
+    /// request never named one).
+    fn group_label(&self, group: Option<&str>) -> Arc<str> {
+        match group {
+            None => self.none.clone(),
+            Some(g) => self.groups.get(g).unwrap_or(&self.unknown).clone(),
         }
     }
 
     /// Counts a finished request.
     pub fn observe(&self, o: &RequestOutcome, cost_usd: f64) {
-        let served = o.served_by.and_then(|i| o.attempts.get(i));
+        let served = o.served();
         let status = match o.http_status {
             499 => "client_closed",
             s if s < 300 && o.error_kind.is_none() => "2xx",
@@ -245,20 +277,20 @@ impl Metrics {
             s if s < 500 => "4xx",
             _ => "5xx",
         };
-        let group = o.group.clone().unwrap_or_else(|| "none".into());
+        let group = self.group_label(o.group.as_deref());
         let labels = RequestLabels {
-            surface: o.surface.to_string(),
+            surface: o.surface,
             group: group.clone(),
-            provider: served.map_or_else(|| "none".into(), |a| a.provider.clone()),
-            model: served.map_or_else(|| "none".into(), |a| a.model.clone()),
-            status: status.into(),
+            provider: served.map_or_else(|| self.none.clone(), |a| a.provider.clone()),
+            model: served.map_or_else(|| self.none.clone(), |a| a.model.clone()),
+            status,
         };
         self.requests.get_or_create(&labels).inc();
         self.duration
             .get_or_create(&labels)
             .observe(o.latency.as_secs_f64());
         let gl = GroupLabels {
-            surface: o.surface.to_string(),
+            surface: o.surface,
             group: group.clone(),
         };
         if let Some(t) = o.ttft {
@@ -266,9 +298,7 @@ impl Metrics {
         }
         if let Some(t) = o.overhead {
             self.overhead
-                .get_or_create(&SurfaceLabels {
-                    surface: o.surface.to_string(),
-                })
+                .get_or_create(&SurfaceLabels { surface: o.surface })
                 .observe(t.as_secs_f64());
         }
         if o.fallback_used() {
@@ -277,9 +307,9 @@ impl Metrics {
         if let Some(kind) = o.error_kind {
             self.errors
                 .get_or_create(&ErrorLabels {
-                    surface: o.surface.to_string(),
+                    surface: o.surface,
                     group: group.clone(),
-                    kind: kind.into(),
+                    kind,
                 })
                 .inc();
         }
@@ -288,7 +318,7 @@ impl Metrics {
                 .get_or_create(&AttemptLabels {
                     provider: a.provider.clone(),
                     model: a.model.clone(),
-                    outcome: a.outcome.into(),
+                    outcome: a.outcome,
                 })
                 .inc();
         }
@@ -305,7 +335,7 @@ impl Metrics {
                         group: group.clone(),
                         provider: a.provider.clone(),
                         model: a.model.clone(),
-                        kind: kind.into(),
+                        kind,
                     };
                     self.tokens.get_or_create(&l).inc_by(n);
                 }

@@ -10,20 +10,30 @@ use crate::upstream::{AttemptHeaders, Provider, UpstreamError};
 use crate::usage::{Attempt, Outcome};
 use bytes::Bytes;
 use dialects::Dialect;
-use dialects::canonical::Usage;
+use dialects::canonical::{Response, Usage};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::time::{Duration, Instant};
 
+/// What checking a whole (non-stream) upstream body found: its usage when it is passed through,
+/// or the decoded answer when it will be translated (so it is parsed once either way).
+#[derive(Debug)]
+pub enum Whole {
+    /// Same dialect as the caller: the usage, when the body reports it.
+    Usage(Option<Usage>),
+    /// Another dialect: the decoded answer.
+    Decoded(Box<Response>),
+}
+
 /// What a committed attempt gives the surface to answer with.
 #[derive(Debug)]
 pub enum Reply {
-    /// A whole (non-stream) body, already checked, and the usage read from it.
+    /// A whole (non-stream) body, already checked, and what checking it found.
     Whole {
         /// The body.
         body: Bytes,
-        /// Usage, when the body reports it.
-        usage: Option<Usage>,
+        /// Its usage or decoded answer.
+        checked: Whole,
     },
     /// A stream: its first chunk and the rest.
     Stream {
@@ -53,7 +63,7 @@ pub struct Committed {
 pub struct Exchange<'a, B, W>
 where
     B: FnMut(&TargetConfig, Dialect) -> Result<Bytes, Error>,
-    W: Fn(Dialect, &[u8]) -> Result<Option<Usage>, &'static str>,
+    W: Fn(Dialect, &[u8]) -> Result<Whole, &'static str>,
 {
     /// The caller's dialect.
     pub surface: Dialect,
@@ -71,7 +81,7 @@ where
     pub budget: Duration,
     /// Builds the upstream body for a target speaking a dialect.
     pub build_body: B,
-    /// Checks a whole (non-stream) upstream body of a dialect and reads its usage.
+    /// Checks a whole (non-stream) upstream body of a dialect: reads its usage, or decodes it.
     pub inspect_whole: W,
 }
 
@@ -86,7 +96,7 @@ pub async fn run<B, W>(
 ) -> Result<Committed, Error>
 where
     B: FnMut(&TargetConfig, Dialect) -> Result<Bytes, Error>,
-    W: Fn(Dialect, &[u8]) -> Result<Option<Usage>, &'static str>,
+    W: Fn(Dialect, &[u8]) -> Result<Whole, &'static str>,
 {
     let routing = &state.config.routing;
     let mut last: Option<UpstreamError> = None;
@@ -119,10 +129,12 @@ where
             let body = (ex.build_body)(target, provider.dialect())?;
             let result = attempt(provider, body, &ex, now, routing.hop_margin).await;
             let latency = now.elapsed();
+            let names = state.recorder.target(target.id);
             let r = outcome.get_mut();
             r.attempts.push(Attempt {
-                provider: provider.name.clone(),
-                model: target.model.clone(),
+                target: target.id,
+                provider: names.provider.clone(),
+                model: names.model.clone(),
                 outcome: result.as_ref().map_or_else(UpstreamError::kind, |_| "ok"),
                 status: match &result {
                     Ok((head, _)) => Some(head.status.as_u16()),
@@ -188,7 +200,7 @@ async fn attempt<B, W>(
 ) -> Result<(http::response::Parts, Reply), UpstreamError>
 where
     B: FnMut(&TargetConfig, Dialect) -> Result<Bytes, Error>,
-    W: Fn(Dialect, &[u8]) -> Result<Option<Usage>, &'static str>,
+    W: Fn(Dialect, &[u8]) -> Result<Whole, &'static str>,
 {
     let wait = ex
         .deadline
@@ -225,7 +237,7 @@ where
             .map_err(|_| timeout())?
             .map_err(|e| broken(e.to_string()))?
             .to_bytes();
-        let usage = (ex.inspect_whole)(provider.dialect(), &collected).map_err(|reason| {
+        let checked = (ex.inspect_whole)(provider.dialect(), &collected).map_err(|reason| {
             UpstreamError::InvalidResponse {
                 provider: provider.name.clone(),
                 reason,
@@ -235,7 +247,7 @@ where
             head,
             Reply::Whole {
                 body: collected,
-                usage,
+                checked,
             },
         ));
     }

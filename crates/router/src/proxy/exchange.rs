@@ -2,7 +2,7 @@
 //! decoder, check the group, plan, run the attempts, and answer — passing same-dialect traffic
 //! through untouched but for `model`, translating through the canonical model otherwise.
 
-use super::attempt::{self, Committed, Exchange, Reply};
+use super::attempt::{self, Committed, Exchange, Reply, Whole};
 use super::body::read_body;
 use super::stream_body::{Mode, SseBody, StreamLimits};
 use crate::error::Error;
@@ -41,7 +41,7 @@ pub async fn handle(
     outcome.get_mut().client = crate::usage::detect_client(&headers);
     match run(&state, &ctx, &headers, body, surface, &mut outcome).await {
         Ok(Answer::Whole(mut resp)) => {
-            super::annotate(resp.headers_mut(), &mut outcome);
+            super::annotate(&state, resp.headers_mut(), &mut outcome);
             outcome.first_byte();
             outcome.finish(200, None);
             resp
@@ -50,7 +50,7 @@ pub async fn handle(
         Err(e) => {
             let kind = e.kind();
             let mut resp = e.into_response(surface);
-            super::annotate(resp.headers_mut(), &mut outcome);
+            super::annotate(&state, resp.headers_mut(), &mut outcome);
             outcome.finish(resp.status().as_u16(), Some(kind));
             resp
         }
@@ -212,7 +212,15 @@ async fn run(
             tr.build(&inspected, t, upstream)
         },
         inspect_whole: |d: Dialect, b: &[u8]| {
-            passthrough::response_usage(d, b).map_err(|_| "the body is not valid JSON")
+            if d == surface {
+                passthrough::response_usage(d, b)
+                    .map(Whole::Usage)
+                    .map_err(|_| "the body is not valid JSON")
+            } else {
+                translate::decode_response(d, b)
+                    .map(|r| Whole::Decoded(Box::new(r)))
+                    .map_err(|_| "the body does not match the provider's dialect")
+            }
         },
     };
     let result = attempt::run(state, &plan, exchange, outcome).await;
@@ -229,25 +237,24 @@ async fn run(
     }
     let same = upstream == surface;
     match reply {
-        Reply::Whole { body, usage } => {
-            let body = if same {
-                outcome.get_mut().usage = usage;
-                body
-            } else {
-                let resp =
-                    translate::decode_response(upstream, &body, tr.structured_tool.as_deref())
-                        .map_err(|_| {
-                            Error::Upstream(crate::upstream::UpstreamError::InvalidResponse {
-                                provider: state.providers[provider].name.clone(),
-                                reason: "the body does not match the provider's dialect",
-                            })
-                        })?;
-                outcome.get_mut().usage = Some(resp.usage);
-                Bytes::from(translate::encode_response(
-                    surface,
-                    &resp,
-                    &tr.answer_context(summary, &inspected),
-                ))
+        Reply::Whole { body, checked } => {
+            let body = match checked {
+                Whole::Usage(usage) => {
+                    outcome.get_mut().usage = usage;
+                    body
+                }
+                Whole::Decoded(resp) => {
+                    let resp = match tr.structured_tool.as_deref() {
+                        Some(tool) => resp.answer_structured(tool),
+                        None => *resp,
+                    };
+                    outcome.get_mut().usage = Some(resp.usage);
+                    Bytes::from(translate::encode_response(
+                        surface,
+                        &resp,
+                        &tr.answer_context(summary, &inspected),
+                    ))
+                }
             };
             let content_type = head
                 .headers
@@ -279,9 +286,10 @@ async fn run(
             };
             let provider_name = state.providers[provider].name.clone();
             let surface_name = surface;
+            let state = state.clone();
             Ok(Answer::Stream(Box::new(move |mut outcome| {
                 let mut annotations = HeaderMap::new();
-                super::annotate(&mut annotations, &mut outcome);
+                super::annotate(&state, &mut annotations, &mut outcome);
                 let body = SseBody::new(
                     first,
                     rest,

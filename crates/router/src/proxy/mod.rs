@@ -104,13 +104,14 @@ fn deadline(
 /// (provider/model, no URL), `x-router-attempts`, and `x-router-overhead-ms` (time spent in the
 /// router so far: elapsed time minus time spent waiting on upstream attempts), which is also
 /// kept on the outcome for the overhead histogram.
-fn annotate(h: &mut HeaderMap, outcome: &mut Outcome) {
+fn annotate(state: &AppState, h: &mut HeaderMap, outcome: &mut Outcome) {
     let elapsed = outcome.elapsed();
     let o = outcome.get_mut();
     let upstream: std::time::Duration = o.attempts.iter().map(|a| a.latency).sum();
     let overhead = elapsed.saturating_sub(upstream);
     o.overhead = Some(overhead);
-    if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", overhead.as_secs_f64() * 1000.0)) {
+    let us = overhead.as_micros();
+    if let Ok(v) = HeaderValue::try_from(format!("{}.{:03}", us / 1000, us % 1000)) {
         h.insert("x-router-overhead-ms", v);
     }
     if let Some(v) = o
@@ -120,10 +121,11 @@ fn annotate(h: &mut HeaderMap, outcome: &mut Outcome) {
     {
         h.insert("x-router-group", v);
     }
-    if let Some(a) = o.served_by.and_then(|i| o.attempts.get(i)) {
-        if let Ok(v) = HeaderValue::from_str(&format!("{}/{}", a.provider, a.model)) {
-            h.insert("x-router-target", v);
-        }
+    if let Some(v) = o
+        .served()
+        .and_then(|a| state.recorder.target(a.target).header.clone())
+    {
+        h.insert("x-router-target", v);
     }
     if !o.attempts.is_empty() {
         h.insert("x-router-attempts", HeaderValue::from(o.attempts.len()));

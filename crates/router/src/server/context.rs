@@ -40,7 +40,7 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         .and_then(accepted_request_id)
     {
         Some(id) => id.into(),
-        None => uuid::Uuid::now_v7().to_string().into(),
+        None => crate::ids::uuid_v7().into(),
     };
     let ctx = RequestContext {
         request_id: request_id.clone(),
@@ -48,7 +48,7 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         started_at: SystemTime::now(),
     };
     req.extensions_mut().insert(ctx);
-    let span = tracing::info_span!("request", request_id = %request_id, method = %req.method(), path = %req.uri().path());
+    let span = tracing::info_span!("request", request_id = &*request_id);
     let result = AssertUnwindSafe(next.run(req))
         .catch_unwind()
         .instrument(span)

@@ -153,6 +153,20 @@ async fn method_not_allowed(method: http::Method, uri: http::Uri) -> axum::respo
     .into_response(Dialect::OpenAiChat)
 }
 
+/// Binds the listening socket with an accept queue of `backlog` connections (the standard
+/// library's 128 overflows when many clients connect at once, and every dropped SYN costs its
+/// client a one-second retransmission).
+pub fn bind(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
+}
+
 /// Sends small writes (SSE events, the end of a chunked body) at once: without it, Nagle's
 /// algorithm and the client's delayed ACK add ~40 ms to the end of every stream.
 fn set_nodelay(tcp: &mut tokio::net::TcpStream) {
@@ -194,5 +208,26 @@ pub async fn serve(
             tracing::warn!("drain timeout reached; closing remaining connections");
             Ok(false)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// 600 clients connecting at once to a listener nobody accepts on yet: with the standard
+    /// 128-connection queue most of them would wait a second for a SYN retransmission.
+    #[tokio::test]
+    async fn the_accept_queue_holds_a_burst_of_connections() {
+        let listener = super::bind("127.0.0.1:0".parse().unwrap(), 4096).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connects = (0..600).map(|_| {
+            tokio::time::timeout(
+                std::time::Duration::from_millis(700),
+                tokio::net::TcpStream::connect(addr),
+            )
+        });
+        let results = futures_util::future::join_all(connects).await;
+        let held = results.iter().filter(|r| matches!(r, Ok(Ok(_)))).count();
+        assert_eq!(held, 600, "connections completed without an accept");
+        drop(listener);
     }
 }

@@ -10,7 +10,7 @@ pub mod store;
 pub mod writer;
 
 pub use client::detect_client;
-pub use record::{PriceTable, UsageRecord};
+pub use record::{TargetInfo, TargetTable, UsageRecord};
 pub use writer::{Writer, WriterConfig, WriterStats};
 
 use crate::config::Config;
@@ -24,10 +24,12 @@ use tokio::sync::mpsc;
 /// One attempt at one target.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attempt {
+    /// Id of the target tried.
+    pub target: usize,
     /// Provider name.
-    pub provider: String,
+    pub provider: Arc<str>,
     /// Upstream model.
-    pub model: String,
+    pub model: Arc<str>,
     /// `ok` or the error class.
     pub outcome: &'static str,
     /// Upstream HTTP status, when one came back.
@@ -88,6 +90,17 @@ impl RequestOutcome {
     pub fn fallback_used(&self) -> bool {
         self.served_by.is_some_and(|i| i > 0)
     }
+
+    /// The attempt that served the response.
+    pub fn served(&self) -> Option<&Attempt> {
+        self.served_by.and_then(|i| self.attempts.get(i))
+    }
+
+    /// The attempt that served, or else the last one tried (what a failed request is
+    /// attributed to).
+    pub fn served_or_last(&self) -> Option<&Attempt> {
+        self.served().or(self.attempts.last())
+    }
 }
 
 /// Receives finished outcomes: logs each, counts it in the metrics, and hands its usage record
@@ -96,7 +109,7 @@ impl RequestOutcome {
 pub struct Recorder {
     /// The metrics registry.
     pub metrics: Metrics,
-    prices: PriceTable,
+    targets: TargetTable,
     writer: Option<Arc<Writer>>,
     outcomes: Option<mpsc::Sender<RequestOutcome>>,
     dropped: AtomicU64,
@@ -106,8 +119,8 @@ impl Recorder {
     /// A recorder that logs and counts, pricing with `config`'s targets.
     pub fn new(config: &Config) -> Self {
         Recorder {
-            metrics: Metrics::new(),
-            prices: PriceTable::from_config(config),
+            metrics: Metrics::for_config(config),
+            targets: TargetTable::from_config(config),
             writer: None,
             outcomes: None,
             dropped: AtomicU64::new(0),
@@ -127,6 +140,11 @@ impl Recorder {
         (self, rx)
     }
 
+    /// Names and price of the target with id `id`.
+    pub fn target(&self, id: usize) -> &TargetInfo {
+        self.targets.get(id)
+    }
+
     /// The usage writer, when there is one.
     pub fn writer(&self) -> Option<&Arc<Writer>> {
         self.writer.as_ref()
@@ -138,7 +156,7 @@ impl Recorder {
     }
 
     fn record(&self, o: RequestOutcome) {
-        let served = o.served_by.and_then(|i| o.attempts.get(i));
+        let served = o.served();
         tracing::info!(
             request_id = %o.request_id,
             parent_id = o.parent_id.as_deref().unwrap_or("-"),
@@ -146,20 +164,24 @@ impl Recorder {
             client = o.client,
             surface = o.surface,
             group = o.group.as_deref().unwrap_or("-"),
-            target = %served.map_or_else(|| "-".to_string(), |a| format!("{}/{}", a.provider, a.model)),
+            provider = served.map_or("-", |a| &*a.provider),
+            model = served.map_or("-", |a| &*a.model),
             status = o.http_status,
             error = o.error_kind.unwrap_or("-"),
             attempts = o.attempts.len(),
             stream = o.stream,
-            latency_ms = o.latency.as_secs_f64() * 1000.0,
+            latency_ms = o.latency.as_micros() as f64 / 1000.0,
             input_tokens = o.usage.map_or(0, |u| u.input_tokens),
             output_tokens = o.usage.map_or(0, |u| u.output_tokens),
             "request finished"
         );
-        let record = UsageRecord::from_outcome(&o, &self.prices);
-        self.metrics.observe(&o, record.cost_usd);
+        let price = o
+            .served_or_last()
+            .and_then(|a| self.targets.get(a.target).price);
+        let cost_usd = o.usage.map_or(0.0, |u| record::cost(price, &u));
+        self.metrics.observe(&o, cost_usd);
         if let Some(w) = &self.writer {
-            w.submit(record);
+            w.submit(UsageRecord::from_outcome(&o, cost_usd));
         }
         if let Some(tx) = &self.outcomes {
             if tx.try_send(o).is_err() {

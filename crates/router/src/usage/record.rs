@@ -4,7 +4,7 @@
 use super::RequestOutcome;
 use crate::config::{Config, Price};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 /// One request's usage, as stored.
@@ -82,55 +82,85 @@ pub fn cost(price: Option<Price>, u: &dialects::canonical::Usage) -> f64 {
         / 1e6
 }
 
-/// Prices by (provider, model), from the config's targets.
-#[derive(Debug, Clone, Default)]
-pub struct PriceTable(HashMap<(String, String), Price>);
+/// A target's names and price, interned once per config so that outcomes, metrics and records
+/// share them instead of copying strings on every request.
+#[derive(Debug, Clone)]
+pub struct TargetInfo {
+    /// Provider name.
+    pub provider: Arc<str>,
+    /// Upstream model.
+    pub model: Arc<str>,
+    /// The target's prices, when configured.
+    pub price: Option<Price>,
+    /// `provider/model`, as sent in `x-router-target` (None if not a valid header value).
+    pub header: Option<http::HeaderValue>,
+}
 
-impl PriceTable {
-    /// The prices a config declares.
+/// Every target's [`TargetInfo`], indexed by target id.
+#[derive(Debug, Clone, Default)]
+pub struct TargetTable(Vec<TargetInfo>);
+
+impl TargetTable {
+    /// The targets a config declares.
     pub fn from_config(config: &Config) -> Self {
-        let mut t = HashMap::new();
+        let mut t: Vec<Option<TargetInfo>> = vec![None; config.target_count];
         for target in config.groups.iter().flat_map(|g| &g.targets) {
-            if let Some(p) = target.price {
-                t.insert(
-                    (
-                        config.providers[target.provider].name.clone(),
-                        target.model.clone(),
-                    ),
-                    p,
-                );
+            let slot = &mut t[target.id];
+            match slot {
+                Some(info) => info.price = info.price.or(target.price),
+                None => {
+                    let provider = &config.providers[target.provider].name;
+                    *slot = Some(TargetInfo {
+                        provider: provider.as_str().into(),
+                        model: target.model.as_str().into(),
+                        price: target.price,
+                        header: http::HeaderValue::try_from(format!("{provider}/{}", target.model))
+                            .ok(),
+                    })
+                }
             }
         }
-        PriceTable(t)
+        TargetTable(
+            t.into_iter()
+                .map(|i| i.expect("target ids are dense"))
+                .collect(),
+        )
     }
 
-    /// The price of a target.
-    pub fn get(&self, provider: &str, model: &str) -> Option<Price> {
-        self.0
-            .get(&(provider.to_string(), model.to_string()))
-            .copied()
+    /// The target with id `id`.
+    pub fn get(&self, id: usize) -> &TargetInfo {
+        &self.0[id]
     }
 }
 
+/// One attempt as stored in `attempts_json`.
+#[derive(Serialize)]
+struct StoredAttempt<'a> {
+    provider: &'a str,
+    model: &'a str,
+    outcome: &'a str,
+    status: Option<u16>,
+    latency_ms: f64,
+}
+
 impl UsageRecord {
-    /// Builds the record of a finished request, pricing it with the serving target's price.
-    pub fn from_outcome(o: &RequestOutcome, prices: &PriceTable) -> Self {
-        let served = o
-            .served_by
-            .or(o.attempts.len().checked_sub(1))
-            .and_then(|i| o.attempts.get(i));
-        let price = served.and_then(|a| prices.get(&a.provider, &a.model));
+    /// Builds the record of a finished request, costed at `cost_usd`.
+    pub fn from_outcome(o: &RequestOutcome, cost_usd: f64) -> Self {
+        let served = o.served_or_last();
         let u = o.usage.unwrap_or_default();
-        let attempts: Vec<serde_json::Value> = o
+        let attempts: Vec<StoredAttempt<'_>> = o
             .attempts
             .iter()
-            .map(|a| {
-                serde_json::json!({"provider": a.provider, "model": a.model, "outcome": a.outcome,
-                    "status": a.status, "latency_ms": a.latency.as_secs_f64() * 1000.0})
+            .map(|a| StoredAttempt {
+                provider: &a.provider,
+                model: &a.model,
+                outcome: a.outcome,
+                status: a.status,
+                latency_ms: a.latency.as_secs_f64() * 1000.0,
             })
             .collect();
         UsageRecord {
-            record_id: uuid::Uuid::now_v7().to_string(),
+            record_id: crate::ids::uuid_v7(),
             request_id: o.request_id.clone(),
             parent_id: o.parent_id.clone(),
             started_at_ms: o
@@ -144,8 +174,8 @@ impl UsageRecord {
             client: o.client.to_string(),
             surface: o.surface.to_string(),
             group: o.group.clone(),
-            provider: served.map(|a| a.provider.clone()),
-            model: served.map(|a| a.model.clone()),
+            provider: served.map(|a| a.provider.to_string()),
+            model: served.map(|a| a.model.to_string()),
             status: if o.error_kind.is_none() {
                 "ok"
             } else {
@@ -155,7 +185,7 @@ impl UsageRecord {
             http_status: i32::from(o.http_status),
             error_kind: o.error_kind.map(str::to_string),
             attempts: o.attempts.len() as i32,
-            attempts_json: serde_json::Value::Array(attempts).to_string(),
+            attempts_json: serde_json::to_string(&attempts).expect("attempts serialise"),
             fallback: o.fallback_used(),
             stream: o.stream,
             latency_ms: o.latency.as_secs_f64() * 1000.0,
@@ -165,7 +195,7 @@ impl UsageRecord {
             cache_write_tokens: u.cache_write_tokens as i64,
             output_tokens: u.output_tokens as i64,
             reasoning_tokens: u.reasoning_tokens as i64,
-            cost_usd: cost(price, &u),
+            cost_usd,
             warnings: serde_json::to_string(&o.warnings).expect("strings serialise"),
             affinity_hit: o.affinity_hit,
         }
