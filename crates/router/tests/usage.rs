@@ -547,3 +547,99 @@ both_backends!(
     purge_removes_old_records,
     metrics_have_no_tenant_labels,
 );
+
+/// What only PostgreSQL has: other processes migrating at the same time, and TLS.
+mod postgres_only {
+    use super::common::postgres_url;
+    use router::usage::store::{self, StoreError};
+    use sqlx::Connection;
+
+    /// Replicas starting together on a fresh database all migrate (without the advisory lock,
+    /// PostgreSQL fails all but one `CREATE TABLE IF NOT EXISTS` with a unique violation).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replicas_migrating_at_once_all_succeed() {
+        for _ in 0..3 {
+            let url = postgres_url();
+            let tasks: Vec<_> = (0..8)
+                .map(|_| {
+                    let url = url.clone();
+                    tokio::spawn(async move { store::open(&url).unwrap().migrate().await })
+                })
+                .collect();
+            for t in tasks {
+                t.await
+                    .unwrap()
+                    .expect("every replica's migration succeeds");
+            }
+        }
+    }
+
+    /// Whether the store's connection (found by its application_name) is encrypted, as the
+    /// server sees it.
+    async fn encrypted(app: &str) -> Vec<bool> {
+        let base = postgres_url();
+        let base = base.split_once('?').unwrap().0;
+        let mut c = sqlx::PgConnection::connect(base).await.unwrap();
+        sqlx::query_scalar(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = $1",
+        )
+        .bind(app)
+        .fetch_all(&mut c)
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sslmode_require_and_prefer_encrypt_the_connection() {
+        for mode in ["require", "prefer"] {
+            let app = format!("sr-tls-{mode}-{}", std::process::id());
+            let s = store::open(&format!(
+                "{}&sslmode={mode}&application_name={app}",
+                postgres_url()
+            ))
+            .unwrap();
+            s.migrate().await.unwrap();
+            s.ping().await.unwrap();
+            let seen = encrypted(&app).await;
+            assert!(
+                !seen.is_empty() && seen.iter().all(|&tls| tls),
+                "sslmode={mode}: {seen:?}"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_untrusted_server_certificate_is_refused_without_echoing_the_password() {
+        // The test server's certificate is Debian's self-signed snakeoil: not a trusted root.
+        let url = postgres_url().replace("postgres@", "postgres:hunter2-pw@");
+        let s = store::open(&format!("{url}&sslmode=verify-full")).unwrap();
+        let e = s.migrate().await.unwrap_err();
+        let (shown, debug) = (e.to_string(), format!("{e:?}"));
+        assert!(
+            !shown.contains("hunter2") && !debug.contains("hunter2"),
+            "{debug}"
+        );
+        assert!(
+            shown.to_lowercase().contains("certificate"),
+            "the error says what failed: {shown}"
+        );
+    }
+
+    #[test]
+    fn a_malformed_url_is_refused_without_echoing_the_password() {
+        for url in [
+            "postgres://u:hunter2-pw@127.0.0.1:notaport/db",
+            "postgres://u:hunter2-pw@127.0.0.1:5432/db?sslmode=sometimes",
+            "postgres://u:hunter2-pw@127.0.0.1:5432/db?schema=bad;name",
+        ] {
+            let e = store::open(url).unwrap_err();
+            assert!(matches!(e, StoreError::Url { .. }), "{e:?}");
+            let (shown, debug) = (e.to_string(), format!("{e:?}"));
+            assert!(
+                !shown.contains("hunter2") && !debug.contains("hunter2"),
+                "{debug}"
+            );
+        }
+    }
+}

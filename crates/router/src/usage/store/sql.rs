@@ -131,14 +131,21 @@ macro_rules! sql_store {
         impl UsageStore for $name {
             fn migrate(&self) -> BoxFuture<'_, Result<(), StoreError>> {
                 Box::pin(async move {
-                    let mut conn = self.pool.acquire().await?;
+                    // One transaction, serialized between processes where the database needs
+                    // it: replicas starting together on a fresh PostgreSQL would otherwise race
+                    // in CREATE ... IF NOT EXISTS and all but one fail.
+                    let mut tx = self.pool.begin().await?;
+                    if let Some(lock) = Self::MIGRATE_LOCK {
+                        sqlx::query(lock).execute(&mut *tx).await?;
+                    }
                     if let Some(s) = &self.schema {
-                        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{s}\""))).execute(&mut *conn).await?;
+                        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS \"{s}\""))).execute(&mut *tx).await?;
                     }
                     let (text, int, big, real, boolean) = $types;
                     for stmt in ddl(text, int, big, real, boolean) {
-                        sqlx::query(sqlx::AssertSqlSafe(stmt)).execute(&mut *conn).await?;
+                        sqlx::query(sqlx::AssertSqlSafe(stmt)).execute(&mut *tx).await?;
                     }
+                    tx.commit().await?;
                     Ok(())
                 })
             }
@@ -351,6 +358,8 @@ sql_store!(
 impl SqliteStore {
     const PLACEHOLDER_1: &'static str = "?1";
     const PLACEHOLDER_2: &'static str = "?2";
+    /// SQLite serializes writers itself.
+    const MIGRATE_LOCK: Option<&'static str> = None;
 
     /// Opens (creating if missing) an SQLite database in WAL mode.
     pub fn open(url: &str) -> Result<Self, StoreError> {
@@ -375,6 +384,10 @@ impl SqliteStore {
 impl PostgresStore {
     const PLACEHOLDER_1: &'static str = "$1";
     const PLACEHOLDER_2: &'static str = "$2";
+    /// A transaction-scoped advisory lock, the same key for every smart-router process on the
+    /// database (the bytes of "smrt-usg" as a number).
+    const MIGRATE_LOCK: Option<&'static str> =
+        Some("SELECT pg_advisory_xact_lock(8317429930127618919)");
 
     /// Connects lazily to PostgreSQL; `?schema=NAME` (ours) selects and creates a schema.
     pub fn open(url: &str) -> Result<Self, StoreError> {
