@@ -18,18 +18,26 @@ use serde::Deserialize;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-/// Authenticates a token that holds any of `roles` (admin holds them all).
-fn require(state: &AppState, headers: &HeaderMap, roles: &[Role]) -> Result<Arc<Caller>, Error> {
-    let caller = state.auth.authenticate(headers).map_err(|f| match f {
-        AuthFailure::Missing => Error::MissingToken,
-        AuthFailure::Unknown => Error::InvalidToken,
+/// What an operator handler answers: its response, or an error response made early.
+type Answer = Result<Response, Response>;
+
+/// Authenticates a token that holds any of `roles` (admin holds them all); the refusal is the
+/// 401/403 response, in the OpenAI shape.
+#[allow(clippy::result_large_err)] // the refusal is the response itself, built only when refused
+fn require(state: &AppState, headers: &HeaderMap, roles: &[Role]) -> Result<Arc<Caller>, Response> {
+    let refused = |e: Error| e.into_response(Dialect::OpenAiChat);
+    let caller = state.auth.authenticate(headers).map_err(|f| {
+        refused(match f {
+            AuthFailure::Missing => Error::MissingToken,
+            AuthFailure::Unknown => Error::InvalidToken,
+        })
     })?;
     if roles.iter().any(|r| caller.has(*r)) {
         Ok(caller)
     } else {
-        Err(Error::Forbidden {
+        Err(refused(Error::Forbidden {
             role: roles[0].as_str(),
-        })
+        }))
     }
 }
 
@@ -52,6 +60,10 @@ fn bad_request(message: String) -> Response {
     )
 }
 
+fn no_store() -> Response {
+    store_unavailable("no usage store configured")
+}
+
 fn store_unavailable(e: impl std::fmt::Display) -> Response {
     tracing::warn!(error = %e, "usage store query failed");
     let body = dialects::openai_chat::error::encode_error(
@@ -67,10 +79,8 @@ fn store_unavailable(e: impl std::fmt::Display) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text, for metrics-admin tokens.
-pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(e) = require(&state, &headers, &[Role::MetricsAdmin]) {
-        return e.into_response(Dialect::OpenAiChat);
-    }
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Answer {
+    require(&state, &headers, &[Role::MetricsAdmin])?;
     let m = &state.recorder.metrics;
     if let Some(w) = state.recorder.writer() {
         let s = &w.stats;
@@ -99,7 +109,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
-    r
+    Ok(r)
 }
 
 /// Query of the report and export endpoints.
@@ -138,39 +148,34 @@ async fn report(
     p: &UsageParams,
     caller: Option<String>,
     default_group_by: &str,
-) -> Response {
-    let Some(store) = &state.store else {
-        return store_unavailable("no usage store configured");
-    };
-    let (from_ms, to_ms) = match range(p) {
-        Ok(r) => r,
-        Err(e) => return bad_request(e),
-    };
-    let group_by = match Dimension::parse_list(p.group_by.as_deref().unwrap_or(default_group_by)) {
-        Ok(g) => g,
-        Err(e) => return bad_request(e),
-    };
+) -> Answer {
+    let store = state.store.as_ref().ok_or_else(no_store)?;
+    let (from_ms, to_ms) = range(p).map_err(bad_request)?;
+    let group_by = Dimension::parse_list(p.group_by.as_deref().unwrap_or(default_group_by))
+        .map_err(bad_request)?;
     let q = ReportQuery {
         from_ms,
         to_ms,
         group_by,
         caller,
     };
-    match store::report::run(store.as_ref(), &q).await {
-        Ok(rows) => match p.format.as_deref().unwrap_or("json") {
-            "csv" => {
-                let mut r = Response::new(Body::from(store::render_csv(&q, &rows)));
-                r.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/csv; charset=utf-8"),
-                );
-                r
-            }
-            "json" => json_response(StatusCode::OK, store::render_json(&q, &rows)),
-            other => bad_request(format!("unknown format {other:?} (json, csv)")),
-        },
-        Err(e) => store_unavailable(e),
+    let csv = match p.format.as_deref().unwrap_or("json") {
+        "csv" => true,
+        "json" => false,
+        other => return Err(bad_request(format!("unknown format {other:?} (json, csv)"))),
+    };
+    let rows = store::report::run(store.as_ref(), &q)
+        .await
+        .map_err(store_unavailable)?;
+    if !csv {
+        return Ok(json_response(StatusCode::OK, store::render_json(&q, &rows)));
     }
+    let mut r = Response::new(Body::from(store::render_csv(&q, &rows)));
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    Ok(r)
 }
 
 /// `GET /admin/reports/usage?from&to&group_by&format`.
@@ -178,10 +183,8 @@ pub async fn usage_report(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(p): Query<UsageParams>,
-) -> Response {
-    if let Err(e) = require(&state, &headers, &[Role::ReportAdmin]) {
-        return e.into_response(Dialect::OpenAiChat);
-    }
+) -> Answer {
+    require(&state, &headers, &[Role::ReportAdmin])?;
     report(&state, &p, None, "group").await
 }
 
@@ -190,11 +193,8 @@ pub async fn own_usage(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(p): Query<UsageParams>,
-) -> Response {
-    let caller = match require(&state, &headers, &[Role::Caller]) {
-        Ok(c) => c,
-        Err(e) => return e.into_response(Dialect::OpenAiChat),
-    };
+) -> Answer {
+    let caller = require(&state, &headers, &[Role::Caller])?;
     let allowed = [
         "group", "model", "provider", "client", "surface", "status", "day", "hour",
     ];
@@ -204,10 +204,10 @@ pub async fn own_usage(
             .map(str::trim)
             .find(|d| !d.is_empty() && !allowed.contains(d))
         {
-            return bad_request(format!(
+            return Err(bad_request(format!(
                 "group_by {bad:?} is not available here (allowed: {})",
                 allowed.join(", ")
-            ));
+            )));
         }
     }
     report(&state, &p, Some(caller.name.clone()), "group").await
@@ -218,35 +218,27 @@ pub async fn request_detail(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-) -> Response {
-    if let Err(e) = require(&state, &headers, &[Role::ReportAdmin]) {
-        return e.into_response(Dialect::OpenAiChat);
+) -> Answer {
+    require(&state, &headers, &[Role::ReportAdmin])?;
+    let store = state.store.as_ref().ok_or_else(no_store)?;
+    let records = store.by_request_id(&id).await.map_err(store_unavailable)?;
+    if records.is_empty() {
+        let body = dialects::openai_chat::error::encode_error(
+            404,
+            &format!("no usage record for request {id}"),
+            None,
+            Some("not_found"),
+        );
+        return Err(json_response(
+            StatusCode::NOT_FOUND,
+            String::from_utf8_lossy(&body).into_owned(),
+        ));
     }
-    let Some(store) = &state.store else {
-        return store_unavailable("no usage store configured");
-    };
-    match store.by_request_id(&id).await {
-        Ok(records) if records.is_empty() => {
-            let body = dialects::openai_chat::error::encode_error(
-                404,
-                &format!("no usage record for request {id}"),
-                None,
-                Some("not_found"),
-            );
-            json_response(
-                StatusCode::NOT_FOUND,
-                String::from_utf8_lossy(&body).into_owned(),
-            )
-        }
-        Ok(records) => {
-            let records: Vec<serde_json::Value> = records.iter().map(record_json).collect();
-            json_response(
-                StatusCode::OK,
-                serde_json::json!({"request_id": id, "records": records}).to_string(),
-            )
-        }
-        Err(e) => store_unavailable(e),
-    }
+    let records: Vec<serde_json::Value> = records.iter().map(record_json).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::json!({"request_id": id, "records": records}).to_string(),
+    ))
 }
 
 /// A record as JSON with its attempts and warnings expanded.
@@ -318,21 +310,18 @@ pub async fn export(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(p): Query<UsageParams>,
-) -> Response {
-    if let Err(e) = require(&state, &headers, &[Role::ReportAdmin]) {
-        return e.into_response(Dialect::OpenAiChat);
-    }
-    let Some(store) = state.store.clone() else {
-        return store_unavailable("no usage store configured");
-    };
-    let (from_ms, to_ms) = match range(&p) {
-        Ok(r) => r,
-        Err(e) => return bad_request(e),
-    };
+) -> Answer {
+    require(&state, &headers, &[Role::ReportAdmin])?;
+    let store = state.store.clone().ok_or_else(no_store)?;
+    let (from_ms, to_ms) = range(&p).map_err(bad_request)?;
     let csv = match p.format.as_deref().unwrap_or("jsonl") {
         "csv" => true,
         "jsonl" => false,
-        other => return bad_request(format!("unknown format {other:?} (jsonl, csv)")),
+        other => {
+            return Err(bad_request(format!(
+                "unknown format {other:?} (jsonl, csv)"
+            )));
+        }
     };
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     // The producer stops when the client goes away (its sends fail).
@@ -355,5 +344,5 @@ pub async fn export(
     };
     r.headers_mut()
         .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ct));
-    r
+    Ok(r)
 }
