@@ -1,118 +1,23 @@
 //! Router-to-router: a team router whose provider is an enterprise router, two real processes
 //! on loopback, the fake upstream behind the enterprise router.
 
+mod common;
+
+use common::{Served, chat, sqlite_store};
 use fake_upstream::{FakeUpstream, Script};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 
-struct Router {
-    child: Child,
-    addr: String,
-    log: std::path::PathBuf,
-}
-
-impl Router {
-    fn start(name: &str, config: &str) -> Router {
-        let dir = std::env::temp_dir().join(format!("sr-chain-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let cfg = dir.join("config.toml");
-        let store = format!(
-            "[store]\nurl = \"sqlite://{}\"\nspool_path = \"{}\"\n",
-            dir.join("usage.db").display(),
-            dir.join("usage.spool").display()
-        );
-        std::fs::write(&cfg, format!("{store}{config}")).unwrap();
-        let log = dir.join("log.jsonl");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_smart-router"))
-            .args(["--log-format", "json", "serve", "--config"])
-            .arg(&cfg)
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("smart-router listening on http://")
-            .expect(&line)
-            .to_string();
-        Router { child, addr, log }
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap()
-    }
-
-    /// The log once a line containing all of `needles` has been written (log lines are
-    /// written by a background thread, shortly after the event).
-    fn logs_with(&self, needles: &[&str]) -> String {
-        for _ in 0..200 {
-            let logs = self.logs();
-            if logs.lines().any(|l| needles.iter().all(|n| l.contains(n))) {
-                return logs;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        self.logs()
-    }
-}
-
-impl Drop for Router {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Resp {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
-    }
-}
-
-/// A blocking HTTP/1.1 POST of a chat request.
-fn chat(addr: &str, token: &str, group: &str, extra_headers: &[(&str, &str)]) -> Resp {
-    let body = format!(r#"{{"model":"{group}","messages":[{{"role":"user","content":"hi"}}]}}"#);
-    let mut req = format!(
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: application/json\r\nauthorization: Bearer {token}\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in extra_headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(&body);
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head[9..12].parse().unwrap();
-    Resp {
-        status,
-        head: head.to_string(),
-        body: body.to_string(),
-    }
+/// `serve` on `config`, with its usage store in its own directory.
+fn start(name: &str, config: &str) -> Served {
+    Served::start(&format!("chain-{name}"), |dir| {
+        format!("{}{config}", sqlite_store(dir, ""))
+    })
 }
 
 #[test]
 fn two_router_chain() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let fake = rt.block_on(FakeUpstream::start()).unwrap();
-    let enterprise = Router::start(
+    let enterprise = start(
         "enterprise",
         &format!(
             r#"
@@ -144,7 +49,7 @@ token = "team-upstream-token"
         ),
     );
     let ent_url = format!("http://{}/v1", enterprise.addr);
-    let team = Router::start(
+    let team = start(
         "team",
         &format!(
             r#"

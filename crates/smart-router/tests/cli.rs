@@ -1,11 +1,10 @@
 //! The binary's commands, run as a user runs them.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
+mod common;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_smart-router"))
-}
+use common::bin;
+use std::io::Write;
+use std::process::Stdio;
 
 fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("sr-cli-{}-{name}", std::process::id()));
@@ -95,16 +94,12 @@ fn hash_token_prints_the_sha256() {
 /// `serve` prints its address, answers, and exits 0 on SIGTERM.
 #[test]
 fn serve_runs_and_stops_on_sigterm() {
-    let db = std::env::temp_dir().join(format!("sr-cli-{}-serve.db", std::process::id()));
-    let path = temp_file(
-        "serve.toml",
-        &format!(
+    let mut served = common::Served::start("cli-serve", |dir| {
+        format!(
             r#"
 [server]
 listen = "127.0.0.1:0"
-[store]
-url = "sqlite://{}"
-spool_path = "{}.spool"
+{}
 [providers.local]
 kind = "openai"
 base_url = "http://127.0.0.1:9/v1"
@@ -113,48 +108,15 @@ base_url = "http://127.0.0.1:9/v1"
 provider = "local"
 model = "m"
 "#,
-            db.display(),
-            db.display()
-        ),
-    );
-    let mut child = bin()
-        .args(["--log-format", "json", "serve", "--config"])
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("smart-router listening on http://")
-        .expect(&line)
-        .to_string();
-    let mut s = std::net::TcpStream::connect(&addr).unwrap();
-    s.write_all(b"GET /livez HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-        .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-    assert!(resp.to_ascii_lowercase().contains("x-request-id:"));
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = child.wait().unwrap();
+            common::sqlite_store(dir, "")
+        )
+    });
+    let resp = common::request(&served.addr, "GET", "/livez", &[], "");
+    assert_eq!(resp.status, 200, "{}", resp.head);
+    assert!(resp.header("x-request-id").is_some());
+    let exit = served.sigterm();
     assert!(exit.success(), "{exit:?}");
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let logs = served.logs_with(&["\"message\":\"stopped\""]);
     assert!(
         logs.lines()
             .any(|l| l.starts_with('{') && l.contains("\"message\":\"stopped\"")),
