@@ -291,11 +291,6 @@ pub fn encode_request(req: &canonical::Request, opts: &EncodeOptions<'_>) -> Enc
     }
 }
 
-/// Anthropic `usage` JSON for canonical usage.
-pub fn usage_json(u: &canonical::Usage) -> Value {
-    serde_json::to_value(WireUsage::from(*u)).expect("usage serialises")
-}
-
 /// A message id in Anthropic's form.
 pub fn message_id(id: &str) -> String {
     if id.starts_with("msg_") {

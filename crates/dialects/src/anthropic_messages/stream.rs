@@ -2,14 +2,16 @@
 //! `message_stop` and `error` events are looked at), the decoder into canonical events and the
 //! encoder from them (a state machine over content block indices).
 
-use super::encode::{message_id, usage_json};
+use super::encode::message_id;
 use super::encode_tool_id;
 use super::types::{Usage as WireUsage, finish_reason, stop_reason};
 use crate::canonical::{Event, FinishReason, Usage};
 use crate::passthrough::Tap;
 use crate::{DecodeError, sse};
 use bytes::{BufMut, BytesMut};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::borrow::Cow;
 
 /// Classifies one event of an Anthropic stream for the passthrough tap.
 pub fn tap_event(event: Option<&str>, data: &[u8]) -> Tap {
@@ -52,6 +54,13 @@ impl StreamDecoder {
 
     /// Decodes one event, appending canonical events to `out`.
     pub fn decode(&mut self, data: &[u8], out: &mut Vec<Event>) -> Result<(), DecodeError> {
+        // Deltas are nearly every event of a stream: read them without building a JSON tree.
+        if let Ok(d) = serde_json::from_slice::<DeltaEventView<'_>>(data) {
+            if d.kind == "content_block_delta" {
+                self.delta(d.index, d.delta, out);
+                return Ok(());
+            }
+        }
         let v: Value = serde_json::from_slice(data)?;
         match v["type"].as_str().unwrap_or("") {
             "message_start" => {
@@ -84,32 +93,6 @@ impl StreamDecoder {
                     Some("text") => {
                         if let Some(t) = b["text"].as_str().filter(|t| !t.is_empty()) {
                             out.push(Event::TextDelta(t.to_string()));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            "content_block_delta" => {
-                let index = v["index"].as_u64().unwrap_or(0);
-                let d = &v["delta"];
-                let text = |k: &str| d[k].as_str().unwrap_or("").to_string();
-                match d["type"].as_str() {
-                    Some("text_delta") => out.push(Event::TextDelta(text("text"))),
-                    Some("thinking_delta") => out.push(Event::ReasoningDelta(text("thinking"))),
-                    Some("signature_delta") => {
-                        out.push(Event::ReasoningSignature(text("signature")))
-                    }
-                    Some("input_json_delta") if self.structured_block == Some(index) => {
-                        out.push(Event::TextDelta(text("partial_json")));
-                    }
-                    Some("input_json_delta") => {
-                        if let Some((_, Some(ordinal))) =
-                            self.blocks.iter().find(|(i, _)| *i == index)
-                        {
-                            out.push(Event::ToolCallArgs {
-                                index: *ordinal,
-                                delta: text("partial_json"),
-                            });
                         }
                     }
                     _ => {}
@@ -148,6 +131,28 @@ impl StreamDecoder {
             _ => {}
         }
         Ok(())
+    }
+
+    /// One `content_block_delta`.
+    fn delta(&mut self, index: u64, d: DeltaView<'_>, out: &mut Vec<Event>) {
+        let text = |t: Option<Cow<'_, str>>| t.map(Cow::into_owned).unwrap_or_default();
+        match &*d.kind {
+            "text_delta" => out.push(Event::TextDelta(text(d.text))),
+            "thinking_delta" => out.push(Event::ReasoningDelta(text(d.thinking))),
+            "signature_delta" => out.push(Event::ReasoningSignature(text(d.signature))),
+            "input_json_delta" if self.structured_block == Some(index) => {
+                out.push(Event::TextDelta(text(d.partial_json)));
+            }
+            "input_json_delta" => {
+                if let Some((_, Some(ordinal))) = self.blocks.iter().find(|(i, _)| *i == index) {
+                    out.push(Event::ToolCallArgs {
+                        index: *ordinal,
+                        delta: text(d.partial_json),
+                    });
+                }
+            }
+            _ => {}
+        }
     }
 
     /// The upstream stream ended: emits the finish if it was announced. Returns whether the
@@ -196,25 +201,21 @@ impl StreamEncoder {
         }
     }
 
-    fn emit(out: &mut BytesMut, event: &str, data: Value) {
+    fn emit(out: &mut BytesMut, event: &Out<'_>) {
         out.put(sse::encode(
-            Some(event),
-            &serde_json::to_vec(&data).expect("JSON serialises"),
+            Some(event.name()),
+            &serde_json::to_vec(event).expect("JSON serialises"),
         ));
     }
 
     fn close(&mut self, out: &mut BytesMut) {
         if let Some((_, index)) = self.open.take() {
-            Self::emit(
-                out,
-                "content_block_stop",
-                json!({"type": "content_block_stop", "index": index}),
-            );
+            Self::emit(out, &Out::ContentBlockStop { index });
         }
     }
 
     /// Makes a block of `kind` the open one, starting it with `start` if it is not already.
-    fn ensure(&mut self, kind: Open, start: Value, out: &mut BytesMut) -> usize {
+    fn ensure(&mut self, kind: Open, start: BlockStart<'_>, out: &mut BytesMut) -> usize {
         if let Some((k, i)) = self.open {
             if k == kind {
                 return i;
@@ -226,59 +227,54 @@ impl StreamEncoder {
         self.open = Some((kind, index));
         Self::emit(
             out,
-            "content_block_start",
-            json!({"type": "content_block_start", "index": index, "content_block": start}),
+            &Out::ContentBlockStart {
+                index,
+                content_block: start,
+            },
         );
         index
     }
 
-    fn delta(out: &mut BytesMut, index: usize, delta: Value) {
-        Self::emit(
-            out,
-            "content_block_delta",
-            json!({"type": "content_block_delta", "index": index, "delta": delta}),
-        );
+    fn delta(out: &mut BytesMut, index: usize, delta: Delta<'_>) {
+        Self::emit(out, &Out::ContentBlockDelta { index, delta });
     }
 
     /// Appends the SSE bytes for one event to `out`.
     pub fn encode(&mut self, ev: &Event, out: &mut BytesMut) {
         match ev {
             Event::Start { id, .. } => {
-                let message = json!({
-                    "id": message_id(id), "type": "message", "role": "assistant", "model": self.model,
-                    "content": [], "stop_reason": null, "stop_sequence": null,
-                    "usage": {"input_tokens": 0, "output_tokens": 0},
-                });
-                Self::emit(
-                    out,
-                    "message_start",
-                    json!({"type": "message_start", "message": message}),
-                );
-                Self::emit(out, "ping", json!({"type": "ping"}));
+                let message = StartMessage {
+                    id: message_id(id),
+                    kind: "message",
+                    role: "assistant",
+                    model: &self.model,
+                    content: [],
+                    stop_reason: None,
+                    stop_sequence: None,
+                    usage: WireUsage::default(),
+                };
+                Self::emit(out, &Out::MessageStart { message });
+                Self::emit(out, &Out::Ping);
             }
             Event::TextDelta(t) => {
-                let i = self.ensure(Open::Text, json!({"type": "text", "text": ""}), out);
-                Self::delta(out, i, json!({"type": "text_delta", "text": t}));
+                let i = self.ensure(Open::Text, BlockStart::Text { text: "" }, out);
+                Self::delta(out, i, Delta::Text { text: t });
             }
             Event::ReasoningDelta(t) => {
-                let i = self.ensure(
-                    Open::Thinking,
-                    json!({"type": "thinking", "thinking": ""}),
-                    out,
-                );
-                Self::delta(out, i, json!({"type": "thinking_delta", "thinking": t}));
+                let i = self.ensure(Open::Thinking, BlockStart::Thinking { thinking: "" }, out);
+                Self::delta(out, i, Delta::Thinking { thinking: t });
             }
             Event::ReasoningSignature(s) => {
-                let i = self.ensure(
-                    Open::Thinking,
-                    json!({"type": "thinking", "thinking": ""}),
-                    out,
-                );
-                Self::delta(out, i, json!({"type": "signature_delta", "signature": s}));
+                let i = self.ensure(Open::Thinking, BlockStart::Thinking { thinking: "" }, out);
+                Self::delta(out, i, Delta::Signature { signature: s });
             }
             Event::ToolCallStart { index, id, name } => {
                 self.close(out);
-                let start = json!({"type": "tool_use", "id": encode_tool_id(id), "name": name, "input": {}});
+                let start = BlockStart::ToolUse {
+                    id: encode_tool_id(id),
+                    name,
+                    input: Empty {},
+                };
                 let block = self.ensure(Open::Tool(*index), start, out);
                 self.tool_blocks.push((*index, block));
             }
@@ -295,7 +291,9 @@ impl StreamEncoder {
                     Self::delta(
                         out,
                         b,
-                        json!({"type": "input_json_delta", "partial_json": delta}),
+                        Delta::InputJson {
+                            partial_json: delta,
+                        },
                     );
                 }
             }
@@ -307,14 +305,15 @@ impl StreamEncoder {
                 self.close(out);
                 Self::emit(
                     out,
-                    "message_delta",
-                    json!({
-                        "type": "message_delta",
-                        "delta": {"stop_reason": stop_reason(*reason), "stop_sequence": stop_sequence},
-                        "usage": usage_json(&self.usage),
-                    }),
+                    &Out::MessageDelta {
+                        delta: StopDelta {
+                            stop_reason: stop_reason(*reason),
+                            stop_sequence: stop_sequence.as_deref(),
+                        },
+                        usage: WireUsage::from(self.usage),
+                    },
                 );
-                Self::emit(out, "message_stop", json!({"type": "message_stop"}));
+                Self::emit(out, &Out::MessageStop);
             }
             Event::Error { message } => {
                 self.close(out);
@@ -322,4 +321,127 @@ impl StreamEncoder {
             }
         }
     }
+}
+
+/// One Messages stream event, serialized as the API sends it (`type` first).
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Out<'a> {
+    MessageStart {
+        message: StartMessage<'a>,
+    },
+    Ping,
+    ContentBlockStart {
+        index: usize,
+        content_block: BlockStart<'a>,
+    },
+    ContentBlockDelta {
+        index: usize,
+        delta: Delta<'a>,
+    },
+    ContentBlockStop {
+        index: usize,
+    },
+    MessageDelta {
+        delta: StopDelta<'a>,
+        usage: WireUsage,
+    },
+    MessageStop,
+}
+
+impl Out<'_> {
+    /// The SSE `event:` name, the same as the `type` field.
+    fn name(&self) -> &'static str {
+        match self {
+            Out::MessageStart { .. } => "message_start",
+            Out::Ping => "ping",
+            Out::ContentBlockStart { .. } => "content_block_start",
+            Out::ContentBlockDelta { .. } => "content_block_delta",
+            Out::ContentBlockStop { .. } => "content_block_stop",
+            Out::MessageDelta { .. } => "message_delta",
+            Out::MessageStop => "message_stop",
+        }
+    }
+}
+
+/// The empty message of `message_start`.
+#[derive(Serialize)]
+struct StartMessage<'a> {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    role: &'static str,
+    model: &'a str,
+    content: [(); 0],
+    stop_reason: Option<&'static str>,
+    stop_sequence: Option<&'a str>,
+    usage: WireUsage,
+}
+
+/// The `content_block` of `content_block_start`.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum BlockStart<'a> {
+    Text {
+        text: &'static str,
+    },
+    Thinking {
+        thinking: &'static str,
+    },
+    ToolUse {
+        id: String,
+        name: &'a str,
+        input: Empty,
+    },
+}
+
+/// `{}`.
+#[derive(Serialize)]
+struct Empty {}
+
+/// The `delta` of `content_block_delta`.
+#[derive(Serialize)]
+#[serde(tag = "type")]
+enum Delta<'a> {
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "signature_delta")]
+    Signature { signature: &'a str },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a str },
+}
+
+/// The `delta` of `message_delta`.
+#[derive(Serialize)]
+struct StopDelta<'a> {
+    stop_reason: &'static str,
+    stop_sequence: Option<&'a str>,
+}
+
+/// What a `content_block_delta` event carries (other events' fields are skipped).
+#[derive(Deserialize)]
+struct DeltaEventView<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default)]
+    index: u64,
+    #[serde(default, borrow)]
+    delta: DeltaView<'a>,
+}
+
+/// A block delta: which kind, and its one text field.
+#[derive(Deserialize, Default)]
+struct DeltaView<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    thinking: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    signature: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    partial_json: Option<Cow<'a, str>>,
 }

@@ -6,8 +6,8 @@ use crate::canonical::{Event, FinishReason, Usage, Warning};
 use crate::passthrough::Tap;
 use crate::{DecodeError, sse};
 use bytes::{BufMut, BytesMut};
-use serde::Deserialize;
 use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 #[derive(Deserialize)]
@@ -48,11 +48,12 @@ pub fn tap_chunk(data: &[u8]) -> Tap {
 }
 
 #[derive(Deserialize)]
-struct ChunkView {
-    #[serde(default)]
-    id: String,
-    #[serde(default)]
-    model: String,
+struct ChunkView<'a> {
+    /// Borrowed: only the first chunk's id and model are kept.
+    #[serde(default, borrow)]
+    id: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    model: std::borrow::Cow<'a, str>,
     #[serde(default)]
     choices: Vec<ChoiceView>,
     #[serde(default)]
@@ -116,8 +117,8 @@ impl StreamDecoder {
         if !self.started {
             self.started = true;
             out.push(Event::Start {
-                id: v.id,
-                model: v.model,
+                id: v.id.into_owned(),
+                model: v.model.into_owned(),
             });
         }
         for c in v.choices {
@@ -198,11 +199,19 @@ impl StreamEncoder {
         }
     }
 
-    fn chunk(&self, delta: Value, finish: Option<&str>, out: &mut BytesMut) {
-        let c = json!({
-            "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": null}],
-        });
+    fn chunk(&self, delta: DeltaOut<'_>, finish: Option<&'static str>, out: &mut BytesMut) {
+        let c = ChunkOut {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            choices: [ChoiceOut {
+                index: 0,
+                delta,
+                finish_reason: finish,
+                logprobs: None,
+            }],
+        };
         out.put(sse::encode(
             None,
             &serde_json::to_vec(&c).expect("JSON serialises"),
@@ -218,24 +227,63 @@ impl StreamEncoder {
                 } else {
                     id.clone()
                 };
-                self.chunk(json!({"role": "assistant", "content": ""}), None, out);
+                let delta = DeltaOut {
+                    role: Some("assistant"),
+                    content: Some(""),
+                    ..DeltaOut::default()
+                };
+                self.chunk(delta, None, out);
             }
-            Event::TextDelta(t) => self.chunk(json!({"content": t}), None, out),
+            Event::TextDelta(t) => {
+                let delta = DeltaOut {
+                    content: Some(t),
+                    ..DeltaOut::default()
+                };
+                self.chunk(delta, None, out)
+            }
             Event::ReasoningDelta(_) | Event::ReasoningSignature(_) => {
                 self.dropped_reasoning = true
             }
             Event::ToolCallStart { index, id, name } => {
                 self.tools_seen = self.tools_seen.max(*index as u32 + 1);
-                let tc = json!([{"index": index, "id": id, "type": "function", "function": {"name": name, "arguments": ""}}]);
-                self.chunk(json!({"tool_calls": tc}), None, out);
+                let call = ToolCallOut {
+                    index: *index,
+                    id: Some(id),
+                    kind: Some("function"),
+                    function: FunctionOut {
+                        name: Some(name),
+                        arguments: "",
+                    },
+                };
+                let delta = DeltaOut {
+                    tool_calls: Some([call]),
+                    ..DeltaOut::default()
+                };
+                self.chunk(delta, None, out);
             }
             Event::ToolCallArgs { index, delta } => {
-                let tc = json!([{"index": index, "function": {"arguments": delta}}]);
-                self.chunk(json!({"tool_calls": tc}), None, out);
+                let call = ToolCallOut {
+                    index: *index,
+                    id: None,
+                    kind: None,
+                    function: FunctionOut {
+                        name: None,
+                        arguments: delta,
+                    },
+                };
+                let delta = DeltaOut {
+                    tool_calls: Some([call]),
+                    ..DeltaOut::default()
+                };
+                self.chunk(delta, None, out);
             }
             Event::Usage(u) => self.usage.merge(*u),
             Event::Finish { reason, .. } => {
-                self.chunk(json!({}), Some(super::encode::finish_reason(*reason)), out);
+                self.chunk(
+                    DeltaOut::default(),
+                    Some(super::encode::finish_reason(*reason)),
+                    out,
+                );
                 if self.include_usage {
                     let c = json!({
                         "id": self.id, "object": "chat.completion.chunk", "created": self.created,
@@ -266,6 +314,55 @@ impl StreamEncoder {
             Vec::new()
         }
     }
+}
+
+/// One delta chunk of a Chat stream, serialized as the API sends it.
+#[derive(Serialize)]
+struct ChunkOut<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [ChoiceOut<'a>; 1],
+}
+
+/// The chunk's one choice.
+#[derive(Serialize)]
+struct ChoiceOut<'a> {
+    index: u32,
+    delta: DeltaOut<'a>,
+    finish_reason: Option<&'static str>,
+    logprobs: Option<()>,
+}
+
+/// A choice's `delta`: only the fields this chunk carries.
+#[derive(Serialize, Default)]
+struct DeltaOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<[ToolCallOut<'a>; 1]>,
+}
+
+/// A piece of a streamed tool call.
+#[derive(Serialize)]
+struct ToolCallOut<'a> {
+    index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    function: FunctionOut<'a>,
+}
+
+/// The function part of a tool call piece.
+#[derive(Serialize)]
+struct FunctionOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    arguments: &'a str,
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use crate::canonical::{Event, FinishReason, Usage};
 use crate::passthrough::Tap;
 use crate::{DecodeError, sse};
 use bytes::{BufMut, BytesMut};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 /// Classifies one event of a Responses stream for the passthrough tap.
@@ -213,6 +214,16 @@ impl StreamEncoder {
         ));
     }
 
+    /// Emits a per-token `*.delta` event (typed: these are most of a stream's events).
+    fn emit_delta(seq: &mut u64, out: &mut BytesMut, mut ev: DeltaOut<'_>) {
+        ev.sequence_number = *seq;
+        *seq += 1;
+        out.put(sse::encode(
+            Some(ev.kind),
+            &serde_json::to_vec(&ev).expect("JSON serialises"),
+        ));
+    }
+
     fn response(&self, status: &str, usage: bool) -> Value {
         response_object(
             &self.id,
@@ -265,10 +276,10 @@ impl StreamEncoder {
     }
 
     /// Opens a new item of the given kind unless one of that kind is open.
-    fn open_text(&mut self, reasoning: bool, out: &mut BytesMut) -> (usize, String) {
+    fn open_text(&mut self, reasoning: bool, out: &mut BytesMut) {
         match &self.open {
-            Some((Open::Message { .. }, i, id)) if !reasoning => return (*i, id.clone()),
-            Some((Open::Reasoning { .. }, i, id)) if reasoning => return (*i, id.clone()),
+            Some((Open::Message { .. }, ..)) if !reasoning => return,
+            Some((Open::Reasoning { .. }, ..)) if reasoning => return,
             _ => {}
         }
         self.close(out);
@@ -301,8 +312,7 @@ impl StreamEncoder {
         } else {
             self.emit(out, json!({"type": "response.content_part.added", "item_id": item_id, "output_index": index, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}}));
         }
-        self.open = Some((open, index, item_id.clone()));
-        (index, item_id)
+        self.open = Some((open, index, item_id));
     }
 
     /// Appends one event's SSE bytes.
@@ -318,18 +328,38 @@ impl StreamEncoder {
                 self.emit(out, json!({"type": "response.in_progress", "response": r}));
             }
             Event::TextDelta(t) => {
-                let (index, item_id) = self.open_text(false, out);
-                if let Some((Open::Message { text }, _, _)) = &mut self.open {
+                self.open_text(false, out);
+                if let Some((Open::Message { text }, index, item_id)) = &mut self.open {
                     text.push_str(t);
+                    let ev = DeltaOut {
+                        kind: "response.output_text.delta",
+                        item_id,
+                        output_index: *index,
+                        content_index: Some(0),
+                        summary_index: None,
+                        delta: t,
+                        logprobs: Some([]),
+                        sequence_number: 0,
+                    };
+                    Self::emit_delta(&mut self.seq, out, ev);
                 }
-                self.emit(out, json!({"type": "response.output_text.delta", "item_id": item_id, "output_index": index, "content_index": 0, "delta": t, "logprobs": []}));
             }
             Event::ReasoningDelta(t) => {
-                let (index, item_id) = self.open_text(true, out);
-                if let Some((Open::Reasoning { text }, _, _)) = &mut self.open {
+                self.open_text(true, out);
+                if let Some((Open::Reasoning { text }, index, item_id)) = &mut self.open {
                     text.push_str(t);
+                    let ev = DeltaOut {
+                        kind: "response.reasoning_summary_text.delta",
+                        item_id,
+                        output_index: *index,
+                        content_index: None,
+                        summary_index: Some(0),
+                        delta: t,
+                        logprobs: None,
+                        sequence_number: 0,
+                    };
+                    Self::emit_delta(&mut self.seq, out, ev);
                 }
-                self.emit(out, json!({"type": "response.reasoning_summary_text.delta", "item_id": item_id, "output_index": index, "summary_index": 0, "delta": t}));
             }
             Event::ReasoningSignature(_) => {}
             Event::ToolCallStart { id, name, .. } => {
@@ -352,9 +382,18 @@ impl StreamEncoder {
                 let custom = matches!(&self.open, Some((Open::Call { name, .. }, _, _)) if self.shapes.custom.contains(name));
                 if let Some((Open::Call { args, .. }, index, item_id)) = &mut self.open {
                     args.push_str(delta);
-                    let (index, item_id) = (*index, item_id.clone());
                     if !custom {
-                        self.emit(out, json!({"type": "response.function_call_arguments.delta", "item_id": item_id, "output_index": index, "delta": delta}));
+                        let ev = DeltaOut {
+                            kind: "response.function_call_arguments.delta",
+                            item_id,
+                            output_index: *index,
+                            content_index: None,
+                            summary_index: None,
+                            delta,
+                            logprobs: None,
+                            sequence_number: 0,
+                        };
+                        Self::emit_delta(&mut self.seq, out, ev);
                     }
                 }
             }
@@ -391,4 +430,21 @@ pub fn encode_stream_error(message: &str, code: Option<&str>) -> bytes::Bytes {
         Some("response.failed"),
         &serde_json::to_vec(&v).expect("JSON serialises"),
     )
+}
+
+/// A `*.delta` event of a Responses stream.
+#[derive(Serialize)]
+struct DeltaOut<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    sequence_number: u64,
+    item_id: &'a str,
+    output_index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary_index: Option<u32>,
+    delta: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<[(); 0]>,
 }
