@@ -221,16 +221,10 @@ impl From<&canonical::Usage> for UsageOut {
     }
 }
 
-/// Responses `usage` for canonical usage.
-pub fn usage_json(u: &canonical::Usage) -> Value {
-    serde_json::to_value(UsageOut::from(u)).expect("usage serialises")
-}
-
-/// An output item of a response, borrowing what it can (serialized directly for whole
-/// responses; turned into JSON values for stream events).
+/// An output item of a response, borrowing what it can.
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-enum OutputItem<'a> {
+pub(super) enum OutputItem<'a> {
     Message {
         id: String,
         status: &'a str,
@@ -271,18 +265,18 @@ impl OutputItem<'_> {
 
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename = "output_text")]
-struct OutputText<'a> {
-    text: &'a str,
-    annotations: [(); 0],
+pub(super) struct OutputText<'a> {
+    pub(super) text: &'a str,
+    pub(super) annotations: [(); 0],
 }
 
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename = "summary_text")]
-struct SummaryText<'a> {
-    text: &'a str,
+pub(super) struct SummaryText<'a> {
+    pub(super) text: &'a str,
 }
 
-fn call_out<'a>(
+pub(super) fn call_out<'a>(
     id: String,
     call_id: &'a str,
     name: &'a str,
@@ -319,7 +313,7 @@ fn call_out<'a>(
     }
 }
 
-fn message_out<'a>(id: String, text: &'a str, status: &'a str) -> OutputItem<'a> {
+pub(super) fn message_out<'a>(id: String, text: &'a str, status: &'a str) -> OutputItem<'a> {
     OutputItem::Message {
         id,
         status,
@@ -331,7 +325,11 @@ fn message_out<'a>(id: String, text: &'a str, status: &'a str) -> OutputItem<'a>
     }
 }
 
-fn reasoning_out<'a>(id: String, summary: &'a str, encrypted: Option<&'a str>) -> OutputItem<'a> {
+pub(super) fn reasoning_out<'a>(
+    id: String,
+    summary: &'a str,
+    encrypted: Option<&'a str>,
+) -> OutputItem<'a> {
     OutputItem::Reasoning {
         id,
         summary: if summary.is_empty() {
@@ -343,47 +341,14 @@ fn reasoning_out<'a>(id: String, summary: &'a str, encrypted: Option<&'a str>) -
     }
 }
 
-fn item_value(item: OutputItem<'_>) -> Value {
-    serde_json::to_value(item).expect("items serialise")
-}
-
-/// The output item for a tool call, shaped as the caller declared the tool.
-pub fn call_item(
-    id: &str,
-    call_id: &str,
-    name: &str,
-    arguments: &str,
-    shapes: &ToolShapes,
-    status: &str,
-) -> Value {
-    item_value(call_out(
-        id.to_string(),
-        call_id,
-        name,
-        arguments,
-        shapes,
-        status,
-    ))
-}
-
-/// An assistant message item with one output_text part.
-pub fn message_item(id: &str, text: &str, status: &str) -> Value {
-    item_value(message_out(id.to_string(), text, status))
-}
-
-/// A reasoning item with its summary (and encrypted content, when it came from Responses).
-pub fn reasoning_item(id: &str, summary: &str, encrypted: Option<&str>) -> Value {
-    item_value(reasoning_out(id.to_string(), summary, encrypted))
-}
-
 /// The Responses `response` object, in the API's field order.
 #[derive(Debug, Serialize)]
-struct ResponseOut<'a, T> {
+pub(super) struct ResponseOut<'a, T> {
     id: &'a str,
     object: &'static str,
     created_at: u64,
     status: &'a str,
-    error: Option<()>,
+    pub(super) error: Option<ErrorOut<'a>>,
     incomplete_details: Option<IncompleteDetails>,
     model: &'a str,
     output: T,
@@ -393,13 +358,20 @@ struct ResponseOut<'a, T> {
     usage: Option<UsageOut>,
 }
 
+/// The `error` of a failed response.
+#[derive(Debug, Serialize)]
+pub(super) struct ErrorOut<'a> {
+    pub(super) code: &'a str,
+    pub(super) message: &'a str,
+}
+
 #[derive(Debug, Serialize)]
 struct IncompleteDetails {
     reason: &'static str,
 }
 
 impl<'a, T: Serialize> ResponseOut<'a, T> {
-    fn new(
+    pub(super) fn new(
         id: &'a str,
         model: &'a str,
         created: u64,
@@ -424,19 +396,6 @@ impl<'a, T: Serialize> ResponseOut<'a, T> {
             usage: usage.map(UsageOut::from),
         }
     }
-}
-
-/// The Responses `response` object around `output`.
-pub fn response_object(
-    id: &str,
-    model: &str,
-    created: u64,
-    status: &str,
-    output: Vec<Value>,
-    usage: Option<&canonical::Usage>,
-) -> Value {
-    serde_json::to_value(ResponseOut::new(id, model, created, status, output, usage))
-        .expect("responses serialise")
 }
 
 /// A response id in Responses' form.

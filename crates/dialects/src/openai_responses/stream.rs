@@ -3,12 +3,16 @@
 //! `sequence_number` increasing and `output_index`/`item_id`/`content_index` stable.
 
 use super::ToolShapes;
-use super::encode::{call_item, message_item, reasoning_item, response_id, response_object};
+use super::encode::{
+    ErrorOut, OutputItem, OutputText, ResponseOut, SummaryText, call_out, message_out,
+    reasoning_out, response_id,
+};
 use crate::canonical::{Event, FinishReason, Usage};
 use crate::passthrough::Tap;
 use crate::{DecodeError, sse};
 use bytes::{BufMut, BytesMut};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 /// Classifies one event of a Responses stream for the passthrough tap.
@@ -185,7 +189,8 @@ pub struct StreamEncoder {
     id: String,
     seq: u64,
     open: Option<(Open, usize, String)>,
-    output: Vec<Value>,
+    /// Finished output items, serialized once (the final response repeats them).
+    output: Vec<Box<RawValue>>,
     usage: Usage,
 }
 
@@ -204,35 +209,42 @@ impl StreamEncoder {
         }
     }
 
-    fn emit(&mut self, out: &mut BytesMut, mut data: Value) {
-        data["sequence_number"] = json!(self.seq);
-        self.seq += 1;
-        let name = data["type"].as_str().unwrap_or("").to_string();
-        out.put(sse::encode(
-            Some(&name),
-            &serde_json::to_vec(&data).expect("JSON serialises"),
-        ));
-    }
-
-    /// Emits a per-token `*.delta` event (typed: these are most of a stream's events).
-    fn emit_delta(seq: &mut u64, out: &mut BytesMut, mut ev: DeltaOut<'_>) {
-        ev.sequence_number = *seq;
+    /// Appends one event, numbering it.
+    fn emit(seq: &mut u64, out: &mut BytesMut, kind: &'static str, body: impl Serialize) {
+        let ev = Numbered {
+            kind,
+            sequence_number: *seq,
+            body,
+        };
         *seq += 1;
         out.put(sse::encode(
-            Some(ev.kind),
+            Some(kind),
             &serde_json::to_vec(&ev).expect("JSON serialises"),
         ));
     }
 
-    fn response(&self, status: &str, usage: bool) -> Value {
-        response_object(
+    /// Emits a `response.*` event carrying the response as it stands.
+    fn emit_response(
+        &mut self,
+        out: &mut BytesMut,
+        kind: &'static str,
+        status: &str,
+        error: Option<&str>,
+    ) {
+        let usage = (status != "in_progress").then_some(&self.usage);
+        let mut response = ResponseOut::new(
             &self.id,
             &self.model,
             self.created,
             status,
-            self.output.clone(),
-            usage.then_some(&self.usage),
-        )
+            &self.output[..],
+            usage,
+        );
+        response.error = error.map(|message| ErrorOut {
+            code: "server_error",
+            message,
+        });
+        Self::emit(&mut self.seq, out, kind, ResponseEv { response });
     }
 
     /// Closes the open item, emitting its `.done` events.
@@ -240,42 +252,135 @@ impl StreamEncoder {
         let Some((open, index, item_id)) = self.open.take() else {
             return;
         };
-        let item = match open {
+        let seq = &mut self.seq;
+        let item_id = item_id.as_str();
+        let at = At {
+            item_id,
+            output_index: index,
+        };
+        let item = match &open {
             Open::Message { text } => {
-                let part = json!({"type": "output_text", "text": text, "annotations": []});
-                self.emit(out, json!({"type": "response.output_text.done", "item_id": item_id, "output_index": index, "content_index": 0, "text": text}));
-                self.emit(out, json!({"type": "response.content_part.done", "item_id": item_id, "output_index": index, "content_index": 0, "part": part}));
-                message_item(&item_id, &text, "completed")
+                let text = text.as_str();
+                let part = OutputText {
+                    text,
+                    annotations: [],
+                };
+                Self::emit(
+                    seq,
+                    out,
+                    "response.output_text.done",
+                    TextDone {
+                        at,
+                        content_index: Some(0),
+                        summary_index: None,
+                        text,
+                    },
+                );
+                Self::emit(
+                    seq,
+                    out,
+                    "response.content_part.done",
+                    PartEv {
+                        at,
+                        content_index: Some(0),
+                        summary_index: None,
+                        part: Part::Text(part),
+                    },
+                );
+                message_out(item_id.to_string(), text, "completed")
             }
             Open::Reasoning { text } => {
-                self.emit(out, json!({"type": "response.reasoning_summary_text.done", "item_id": item_id, "output_index": index, "summary_index": 0, "text": text}));
-                self.emit(out, json!({"type": "response.reasoning_summary_part.done", "item_id": item_id, "output_index": index, "summary_index": 0, "part": {"type": "summary_text", "text": text}}));
-                reasoning_item(&item_id, &text, None)
+                let text = text.as_str();
+                Self::emit(
+                    seq,
+                    out,
+                    "response.reasoning_summary_text.done",
+                    TextDone {
+                        at,
+                        content_index: None,
+                        summary_index: Some(0),
+                        text,
+                    },
+                );
+                Self::emit(
+                    seq,
+                    out,
+                    "response.reasoning_summary_part.done",
+                    PartEv {
+                        at,
+                        content_index: None,
+                        summary_index: Some(0),
+                        part: Part::Summary(SummaryText { text }),
+                    },
+                );
+                reasoning_out(item_id.to_string(), text, None)
             }
             Open::Call {
                 call_id,
                 name,
                 args,
             } => {
-                let item = call_item(&item_id, &call_id, &name, &args, &self.shapes, "completed");
-                if item["type"] == "custom_tool_call" {
-                    let input = item["input"].clone();
-                    self.emit(out, json!({"type": "response.custom_tool_call_input.delta", "item_id": item_id, "output_index": index, "delta": input}));
-                    self.emit(out, json!({"type": "response.custom_tool_call_input.done", "item_id": item_id, "output_index": index, "input": input}));
+                let item = call_out(
+                    item_id.to_string(),
+                    call_id,
+                    name,
+                    args,
+                    &self.shapes,
+                    "completed",
+                );
+                if let OutputItem::CustomToolCall { input, .. } = &item {
+                    Self::emit(
+                        seq,
+                        out,
+                        "response.custom_tool_call_input.delta",
+                        ArgsEv {
+                            at,
+                            delta: Some(input),
+                            input: None,
+                            arguments: None,
+                        },
+                    );
+                    Self::emit(
+                        seq,
+                        out,
+                        "response.custom_tool_call_input.done",
+                        ArgsEv {
+                            at,
+                            delta: None,
+                            input: Some(input),
+                            arguments: None,
+                        },
+                    );
                 } else {
-                    self.emit(out, json!({"type": "response.function_call_arguments.done", "item_id": item_id, "output_index": index, "arguments": args}));
+                    Self::emit(
+                        seq,
+                        out,
+                        "response.function_call_arguments.done",
+                        ArgsEv {
+                            at,
+                            delta: None,
+                            input: None,
+                            arguments: Some(args),
+                        },
+                    );
                 }
                 item
             }
         };
-        self.emit(
+        let item = serde_json::value::to_raw_value(&item).expect("items serialise");
+        Self::emit(
+            seq,
             out,
-            json!({"type": "response.output_item.done", "output_index": index, "item": item}),
+            "response.output_item.done",
+            ItemEv {
+                output_index: index,
+                item: &item,
+            },
         );
         self.output.push(item);
     }
 
-    /// Opens a new item of the given kind unless one of that kind is open.
+    /// Opens a new message (or reasoning) item unless one is open.
     fn open_text(&mut self, reasoning: bool, out: &mut BytesMut) {
         match &self.open {
             Some((Open::Message { .. }, ..)) if !reasoning => return,
@@ -284,34 +389,85 @@ impl StreamEncoder {
         }
         self.close(out);
         let index = self.output.len();
-        let (item_id, item, open) = if reasoning {
-            let id = format!("rs_{}_{index}", self.id.trim_start_matches("resp_"));
+        let rid = self.id.trim_start_matches("resp_");
+        let seq = &mut self.seq;
+        let (item_id, open) = if reasoning {
+            let item_id = format!("rs_{rid}_{index}");
+            let item = reasoning_out(item_id.clone(), "", None);
+            Self::emit(
+                seq,
+                out,
+                "response.output_item.added",
+                ItemEv {
+                    output_index: index,
+                    item: &item,
+                },
+            );
+            let at = At {
+                item_id: &item_id,
+                output_index: index,
+            };
+            Self::emit(
+                seq,
+                out,
+                "response.reasoning_summary_part.added",
+                PartEv {
+                    at,
+                    content_index: None,
+                    summary_index: Some(0),
+                    part: Part::Summary(SummaryText { text: "" }),
+                },
+            );
             (
-                id.clone(),
-                json!({"id": id, "type": "reasoning", "summary": []}),
+                item_id,
                 Open::Reasoning {
                     text: String::new(),
                 },
             )
         } else {
-            let id = format!("msg_{}_{index}", self.id.trim_start_matches("resp_"));
+            let item_id = format!("msg_{rid}_{index}");
+            let item = AddedMessage {
+                id: &item_id,
+                kind: "message",
+                status: "in_progress",
+                role: "assistant",
+                content: [],
+            };
+            Self::emit(
+                seq,
+                out,
+                "response.output_item.added",
+                ItemEv {
+                    output_index: index,
+                    item: &item,
+                },
+            );
+            let at = At {
+                item_id: &item_id,
+                output_index: index,
+            };
+            let part = OutputText {
+                text: "",
+                annotations: [],
+            };
+            Self::emit(
+                seq,
+                out,
+                "response.content_part.added",
+                PartEv {
+                    at,
+                    content_index: Some(0),
+                    summary_index: None,
+                    part: Part::Text(part),
+                },
+            );
             (
-                id.clone(),
-                json!({"id": id, "type": "message", "status": "in_progress", "role": "assistant", "content": []}),
+                item_id,
                 Open::Message {
                     text: String::new(),
                 },
             )
         };
-        self.emit(
-            out,
-            json!({"type": "response.output_item.added", "output_index": index, "item": item}),
-        );
-        if reasoning {
-            self.emit(out, json!({"type": "response.reasoning_summary_part.added", "item_id": item_id, "output_index": index, "summary_index": 0, "part": {"type": "summary_text", "text": ""}}));
-        } else {
-            self.emit(out, json!({"type": "response.content_part.added", "item_id": item_id, "output_index": index, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}}));
-        }
         self.open = Some((open, index, item_id));
     }
 
@@ -320,45 +476,48 @@ impl StreamEncoder {
         match ev {
             Event::Start { id, .. } => {
                 self.id = response_id(if id.is_empty() { "router" } else { id });
-                let r = self.response("in_progress", false);
-                self.emit(
-                    out,
-                    json!({"type": "response.created", "response": r.clone()}),
-                );
-                self.emit(out, json!({"type": "response.in_progress", "response": r}));
+                self.emit_response(out, "response.created", "in_progress", None);
+                self.emit_response(out, "response.in_progress", "in_progress", None);
             }
             Event::TextDelta(t) => {
                 self.open_text(false, out);
                 if let Some((Open::Message { text }, index, item_id)) = &mut self.open {
                     text.push_str(t);
-                    let ev = DeltaOut {
-                        kind: "response.output_text.delta",
+                    let at = At {
                         item_id,
                         output_index: *index,
+                    };
+                    let ev = DeltaEv {
+                        at,
                         content_index: Some(0),
                         summary_index: None,
                         delta: t,
                         logprobs: Some([]),
-                        sequence_number: 0,
                     };
-                    Self::emit_delta(&mut self.seq, out, ev);
+                    Self::emit(&mut self.seq, out, "response.output_text.delta", ev);
                 }
             }
             Event::ReasoningDelta(t) => {
                 self.open_text(true, out);
                 if let Some((Open::Reasoning { text }, index, item_id)) = &mut self.open {
                     text.push_str(t);
-                    let ev = DeltaOut {
-                        kind: "response.reasoning_summary_text.delta",
+                    let at = At {
                         item_id,
                         output_index: *index,
+                    };
+                    let ev = DeltaEv {
+                        at,
                         content_index: None,
                         summary_index: Some(0),
                         delta: t,
                         logprobs: None,
-                        sequence_number: 0,
                     };
-                    Self::emit_delta(&mut self.seq, out, ev);
+                    Self::emit(
+                        &mut self.seq,
+                        out,
+                        "response.reasoning_summary_text.delta",
+                        ev,
+                    );
                 }
             }
             Event::ReasoningSignature(_) => {}
@@ -366,8 +525,16 @@ impl StreamEncoder {
                 self.close(out);
                 let index = self.output.len();
                 let item_id = format!("fc_{}_{index}", self.id.trim_start_matches("resp_"));
-                let item = call_item(&item_id, id, name, "", &self.shapes, "in_progress");
-                self.emit(out, json!({"type": "response.output_item.added", "output_index": index, "item": item}));
+                let item = call_out(item_id.clone(), id, name, "", &self.shapes, "in_progress");
+                Self::emit(
+                    &mut self.seq,
+                    out,
+                    "response.output_item.added",
+                    ItemEv {
+                        output_index: index,
+                        item: &item,
+                    },
+                );
                 self.open = Some((
                     Open::Call {
                         call_id: id.clone(),
@@ -383,39 +550,141 @@ impl StreamEncoder {
                 if let Some((Open::Call { args, .. }, index, item_id)) = &mut self.open {
                     args.push_str(delta);
                     if !custom {
-                        let ev = DeltaOut {
-                            kind: "response.function_call_arguments.delta",
+                        let at = At {
                             item_id,
                             output_index: *index,
+                        };
+                        let ev = DeltaEv {
+                            at,
                             content_index: None,
                             summary_index: None,
                             delta,
                             logprobs: None,
-                            sequence_number: 0,
                         };
-                        Self::emit_delta(&mut self.seq, out, ev);
+                        Self::emit(
+                            &mut self.seq,
+                            out,
+                            "response.function_call_arguments.delta",
+                            ev,
+                        );
                     }
                 }
             }
             Event::Usage(u) => self.usage.merge(*u),
             Event::Finish { reason, .. } => {
                 self.close(out);
-                let (kind, status) = if *reason == FinishReason::Length {
-                    ("response.incomplete", "incomplete")
+                if *reason == FinishReason::Length {
+                    self.emit_response(out, "response.incomplete", "incomplete", None);
                 } else {
-                    ("response.completed", "completed")
-                };
-                let r = self.response(status, true);
-                self.emit(out, json!({"type": kind, "response": r}));
+                    self.emit_response(out, "response.completed", "completed", None);
+                }
             }
             Event::Error { message } => {
                 self.close(out);
-                let mut r = self.response("failed", true);
-                r["error"] = json!({"code": "server_error", "message": message});
-                self.emit(out, json!({"type": "response.failed", "response": r}));
+                self.emit_response(out, "response.failed", "failed", Some(message));
             }
         }
     }
+}
+
+/// An event: its type and sequence number, then its own fields.
+#[derive(Serialize)]
+struct Numbered<B> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    sequence_number: u64,
+    #[serde(flatten)]
+    body: B,
+}
+
+/// Where an item event points.
+#[derive(Serialize, Clone, Copy)]
+struct At<'a> {
+    item_id: &'a str,
+    output_index: usize,
+}
+
+/// `response.created`, `.in_progress`, `.completed`, `.incomplete`, `.failed`.
+#[derive(Serialize)]
+struct ResponseEv<'a> {
+    response: ResponseOut<'a, &'a [Box<RawValue>]>,
+}
+
+/// `response.output_item.added` / `.done`.
+#[derive(Serialize)]
+struct ItemEv<'a, I> {
+    output_index: usize,
+    item: &'a I,
+}
+
+/// The message item as `response.output_item.added` announces it (no content yet).
+#[derive(Serialize)]
+struct AddedMessage<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    status: &'static str,
+    role: &'static str,
+    content: [(); 0],
+}
+
+/// A content or summary part.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Part<'a> {
+    Text(OutputText<'a>),
+    Summary(SummaryText<'a>),
+}
+
+/// `response.content_part.*` / `response.reasoning_summary_part.*`.
+#[derive(Serialize)]
+struct PartEv<'a> {
+    #[serde(flatten)]
+    at: At<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary_index: Option<u32>,
+    part: Part<'a>,
+}
+
+/// The per-token `*.delta` events.
+#[derive(Serialize)]
+struct DeltaEv<'a> {
+    #[serde(flatten)]
+    at: At<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary_index: Option<u32>,
+    delta: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<[(); 0]>,
+}
+
+/// `response.output_text.done` / `response.reasoning_summary_text.done`.
+#[derive(Serialize)]
+struct TextDone<'a> {
+    #[serde(flatten)]
+    at: At<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary_index: Option<u32>,
+    text: &'a str,
+}
+
+/// Tool call argument (or custom tool input) events.
+#[derive(Serialize)]
+struct ArgsEv<'a> {
+    #[serde(flatten)]
+    at: At<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delta: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arguments: Option<&'a str>,
 }
 
 /// The event that ends a Responses stream with an error once it has begun (Codex and the SDK
@@ -430,21 +699,4 @@ pub fn encode_stream_error(message: &str, code: Option<&str>) -> bytes::Bytes {
         Some("response.failed"),
         &serde_json::to_vec(&v).expect("JSON serialises"),
     )
-}
-
-/// A `*.delta` event of a Responses stream.
-#[derive(Serialize)]
-struct DeltaOut<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    sequence_number: u64,
-    item_id: &'a str,
-    output_index: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content_index: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    summary_index: Option<u32>,
-    delta: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    logprobs: Option<[(); 0]>,
 }
