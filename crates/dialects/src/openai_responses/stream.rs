@@ -164,13 +164,80 @@ impl StreamDecoder {
     }
 }
 
+/// The two kinds of streamed text: a message's output text and a reasoning item's summary.
+/// Everything that differs between them on the wire is here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TextKind {
+    Message,
+    Reasoning,
+}
+
+impl TextKind {
+    fn item_prefix(self) -> &'static str {
+        match self {
+            TextKind::Message => "msg",
+            TextKind::Reasoning => "rs",
+        }
+    }
+
+    fn delta_event(self) -> &'static str {
+        match self {
+            TextKind::Message => "response.output_text.delta",
+            TextKind::Reasoning => "response.reasoning_summary_text.delta",
+        }
+    }
+
+    fn done_event(self) -> &'static str {
+        match self {
+            TextKind::Message => "response.output_text.done",
+            TextKind::Reasoning => "response.reasoning_summary_text.done",
+        }
+    }
+
+    fn part_event(self, done: bool) -> &'static str {
+        match (self, done) {
+            (TextKind::Message, false) => "response.content_part.added",
+            (TextKind::Message, true) => "response.content_part.done",
+            (TextKind::Reasoning, false) => "response.reasoning_summary_part.added",
+            (TextKind::Reasoning, true) => "response.reasoning_summary_part.done",
+        }
+    }
+
+    /// Where this kind's text sits: content part 0 of a message, summary part 0 of reasoning.
+    fn at(self, item_id: &str, output_index: usize) -> At<'_> {
+        let (content_index, summary_index) = match self {
+            TextKind::Message => (Some(0), None),
+            TextKind::Reasoning => (None, Some(0)),
+        };
+        At {
+            item_id,
+            output_index,
+            content_index,
+            summary_index,
+        }
+    }
+
+    fn part(self, text: &str) -> Part<'_> {
+        match self {
+            TextKind::Message => Part::Text(OutputText {
+                text,
+                annotations: [],
+            }),
+            TextKind::Reasoning => Part::Summary(SummaryText { text }),
+        }
+    }
+
+    /// Output text deltas carry `logprobs` (empty); summary deltas do not.
+    fn logprobs(self) -> Option<[(); 0]> {
+        (self == TextKind::Message).then_some([])
+    }
+}
+
 /// The output item being streamed.
 #[derive(Debug)]
 enum Open {
-    Message {
-        text: String,
-    },
-    Reasoning {
+    Text {
+        kind: TextKind,
         text: String,
     },
     Call {
@@ -247,73 +314,46 @@ impl StreamEncoder {
         Self::emit(&mut self.seq, out, kind, ResponseEv { response });
     }
 
+    /// Emits `response.output_item.added` or `.done`.
+    fn emit_item(
+        seq: &mut u64,
+        out: &mut BytesMut,
+        done: bool,
+        index: usize,
+        item: impl Serialize,
+    ) {
+        let kind = if done {
+            "response.output_item.done"
+        } else {
+            "response.output_item.added"
+        };
+        Self::emit(
+            seq,
+            out,
+            kind,
+            ItemEv {
+                output_index: index,
+                item,
+            },
+        );
+    }
+
     /// Closes the open item, emitting its `.done` events.
     fn close(&mut self, out: &mut BytesMut) {
         let Some((open, index, item_id)) = self.open.take() else {
             return;
         };
         let seq = &mut self.seq;
-        let item_id = item_id.as_str();
-        let at = At {
-            item_id,
-            output_index: index,
-        };
         let item = match &open {
-            Open::Message { text } => {
-                let text = text.as_str();
-                let part = OutputText {
-                    text,
-                    annotations: [],
-                };
-                Self::emit(
-                    seq,
-                    out,
-                    "response.output_text.done",
-                    TextDone {
-                        at,
-                        content_index: Some(0),
-                        summary_index: None,
-                        text,
-                    },
-                );
-                Self::emit(
-                    seq,
-                    out,
-                    "response.content_part.done",
-                    PartEv {
-                        at,
-                        content_index: Some(0),
-                        summary_index: None,
-                        part: Part::Text(part),
-                    },
-                );
-                message_out(item_id.to_string(), text, "completed")
-            }
-            Open::Reasoning { text } => {
-                let text = text.as_str();
-                Self::emit(
-                    seq,
-                    out,
-                    "response.reasoning_summary_text.done",
-                    TextDone {
-                        at,
-                        content_index: None,
-                        summary_index: Some(0),
-                        text,
-                    },
-                );
-                Self::emit(
-                    seq,
-                    out,
-                    "response.reasoning_summary_part.done",
-                    PartEv {
-                        at,
-                        content_index: None,
-                        summary_index: Some(0),
-                        part: Part::Summary(SummaryText { text }),
-                    },
-                );
-                reasoning_out(item_id.to_string(), text, None)
+            Open::Text { kind, text } => {
+                let at = kind.at(&item_id, index);
+                Self::emit(seq, out, kind.done_event(), TextDone { at, text });
+                let part = kind.part(text);
+                Self::emit(seq, out, kind.part_event(true), PartEv { at, part });
+                match kind {
+                    TextKind::Message => message_out(item_id.clone(), text, "completed"),
+                    TextKind::Reasoning => reasoning_out(item_id.clone(), text, None),
+                }
             }
             Open::Call {
                 call_id,
@@ -321,154 +361,94 @@ impl StreamEncoder {
                 args,
             } => {
                 let item = call_out(
-                    item_id.to_string(),
+                    item_id.clone(),
                     call_id,
                     name,
                     args,
                     &self.shapes,
                     "completed",
                 );
+                let at = At::item(&item_id, index);
+                let none = ArgsEv {
+                    at,
+                    delta: None,
+                    input: None,
+                    arguments: None,
+                };
                 if let OutputItem::CustomToolCall { input, .. } = &item {
-                    Self::emit(
-                        seq,
-                        out,
-                        "response.custom_tool_call_input.delta",
-                        ArgsEv {
-                            at,
-                            delta: Some(input),
-                            input: None,
-                            arguments: None,
-                        },
-                    );
-                    Self::emit(
-                        seq,
-                        out,
-                        "response.custom_tool_call_input.done",
-                        ArgsEv {
-                            at,
-                            delta: None,
-                            input: Some(input),
-                            arguments: None,
-                        },
-                    );
+                    let delta = ArgsEv {
+                        delta: Some(input),
+                        ..none
+                    };
+                    Self::emit(seq, out, "response.custom_tool_call_input.delta", delta);
+                    let done = ArgsEv {
+                        input: Some(input),
+                        ..none
+                    };
+                    Self::emit(seq, out, "response.custom_tool_call_input.done", done);
                 } else {
-                    Self::emit(
-                        seq,
-                        out,
-                        "response.function_call_arguments.done",
-                        ArgsEv {
-                            at,
-                            delta: None,
-                            input: None,
-                            arguments: Some(args),
-                        },
-                    );
+                    let done = ArgsEv {
+                        arguments: Some(args),
+                        ..none
+                    };
+                    Self::emit(seq, out, "response.function_call_arguments.done", done);
                 }
                 item
             }
         };
         let item = serde_json::value::to_raw_value(&item).expect("items serialise");
-        Self::emit(
-            seq,
-            out,
-            "response.output_item.done",
-            ItemEv {
-                output_index: index,
-                item: &item,
-            },
-        );
+        Self::emit_item(seq, out, true, index, &item);
         self.output.push(item);
     }
 
-    /// Opens a new message (or reasoning) item unless one is open.
-    fn open_text(&mut self, reasoning: bool, out: &mut BytesMut) {
-        match &self.open {
-            Some((Open::Message { .. }, ..)) if !reasoning => return,
-            Some((Open::Reasoning { .. }, ..)) if reasoning => return,
-            _ => {}
+    /// Makes an item of text `kind` the open one, announcing it unless it already is.
+    fn open_text(&mut self, kind: TextKind, out: &mut BytesMut) {
+        if matches!(&self.open, Some((Open::Text { kind: k, .. }, ..)) if *k == kind) {
+            return;
         }
         self.close(out);
         let index = self.output.len();
-        let rid = self.id.trim_start_matches("resp_");
+        let item_id = format!(
+            "{}_{}_{index}",
+            kind.item_prefix(),
+            self.id.trim_start_matches("resp_")
+        );
         let seq = &mut self.seq;
-        let (item_id, open) = if reasoning {
-            let item_id = format!("rs_{rid}_{index}");
-            let item = reasoning_out(item_id.clone(), "", None);
-            Self::emit(
-                seq,
-                out,
-                "response.output_item.added",
-                ItemEv {
-                    output_index: index,
-                    item: &item,
-                },
-            );
-            let at = At {
-                item_id: &item_id,
-                output_index: index,
+        match kind {
+            TextKind::Message => {
+                let item = AddedMessage {
+                    id: &item_id,
+                    kind: "message",
+                    status: "in_progress",
+                    role: "assistant",
+                    content: [],
+                };
+                Self::emit_item(seq, out, false, index, item);
+            }
+            TextKind::Reasoning => {
+                let item = reasoning_out(item_id.clone(), "", None);
+                Self::emit_item(seq, out, false, index, item);
+            }
+        }
+        let at = kind.at(&item_id, index);
+        let part = kind.part("");
+        Self::emit(seq, out, kind.part_event(false), PartEv { at, part });
+        let text = String::new();
+        self.open = Some((Open::Text { kind, text }, index, item_id));
+    }
+
+    /// Appends a piece of text of `kind`, opening its item if needed.
+    fn text_delta(&mut self, kind: TextKind, delta: &str, out: &mut BytesMut) {
+        self.open_text(kind, out);
+        if let Some((Open::Text { text, .. }, index, item_id)) = &mut self.open {
+            text.push_str(delta);
+            let ev = DeltaEv {
+                at: kind.at(item_id, *index),
+                delta,
+                logprobs: kind.logprobs(),
             };
-            Self::emit(
-                seq,
-                out,
-                "response.reasoning_summary_part.added",
-                PartEv {
-                    at,
-                    content_index: None,
-                    summary_index: Some(0),
-                    part: Part::Summary(SummaryText { text: "" }),
-                },
-            );
-            (
-                item_id,
-                Open::Reasoning {
-                    text: String::new(),
-                },
-            )
-        } else {
-            let item_id = format!("msg_{rid}_{index}");
-            let item = AddedMessage {
-                id: &item_id,
-                kind: "message",
-                status: "in_progress",
-                role: "assistant",
-                content: [],
-            };
-            Self::emit(
-                seq,
-                out,
-                "response.output_item.added",
-                ItemEv {
-                    output_index: index,
-                    item: &item,
-                },
-            );
-            let at = At {
-                item_id: &item_id,
-                output_index: index,
-            };
-            let part = OutputText {
-                text: "",
-                annotations: [],
-            };
-            Self::emit(
-                seq,
-                out,
-                "response.content_part.added",
-                PartEv {
-                    at,
-                    content_index: Some(0),
-                    summary_index: None,
-                    part: Part::Text(part),
-                },
-            );
-            (
-                item_id,
-                Open::Message {
-                    text: String::new(),
-                },
-            )
-        };
-        self.open = Some((open, index, item_id));
+            Self::emit(&mut self.seq, out, kind.delta_event(), ev);
+        }
     }
 
     /// Appends one event's SSE bytes.
@@ -479,62 +459,15 @@ impl StreamEncoder {
                 self.emit_response(out, "response.created", "in_progress", None);
                 self.emit_response(out, "response.in_progress", "in_progress", None);
             }
-            Event::TextDelta(t) => {
-                self.open_text(false, out);
-                if let Some((Open::Message { text }, index, item_id)) = &mut self.open {
-                    text.push_str(t);
-                    let at = At {
-                        item_id,
-                        output_index: *index,
-                    };
-                    let ev = DeltaEv {
-                        at,
-                        content_index: Some(0),
-                        summary_index: None,
-                        delta: t,
-                        logprobs: Some([]),
-                    };
-                    Self::emit(&mut self.seq, out, "response.output_text.delta", ev);
-                }
-            }
-            Event::ReasoningDelta(t) => {
-                self.open_text(true, out);
-                if let Some((Open::Reasoning { text }, index, item_id)) = &mut self.open {
-                    text.push_str(t);
-                    let at = At {
-                        item_id,
-                        output_index: *index,
-                    };
-                    let ev = DeltaEv {
-                        at,
-                        content_index: None,
-                        summary_index: Some(0),
-                        delta: t,
-                        logprobs: None,
-                    };
-                    Self::emit(
-                        &mut self.seq,
-                        out,
-                        "response.reasoning_summary_text.delta",
-                        ev,
-                    );
-                }
-            }
+            Event::TextDelta(t) => self.text_delta(TextKind::Message, t, out),
+            Event::ReasoningDelta(t) => self.text_delta(TextKind::Reasoning, t, out),
             Event::ReasoningSignature(_) => {}
             Event::ToolCallStart { id, name, .. } => {
                 self.close(out);
                 let index = self.output.len();
                 let item_id = format!("fc_{}_{index}", self.id.trim_start_matches("resp_"));
                 let item = call_out(item_id.clone(), id, name, "", &self.shapes, "in_progress");
-                Self::emit(
-                    &mut self.seq,
-                    out,
-                    "response.output_item.added",
-                    ItemEv {
-                        output_index: index,
-                        item: &item,
-                    },
-                );
+                Self::emit_item(&mut self.seq, out, false, index, item);
                 self.open = Some((
                     Open::Call {
                         call_id: id.clone(),
@@ -550,23 +483,13 @@ impl StreamEncoder {
                 if let Some((Open::Call { args, .. }, index, item_id)) = &mut self.open {
                     args.push_str(delta);
                     if !custom {
-                        let at = At {
-                            item_id,
-                            output_index: *index,
-                        };
                         let ev = DeltaEv {
-                            at,
-                            content_index: None,
-                            summary_index: None,
+                            at: At::item(item_id, *index),
                             delta,
                             logprobs: None,
                         };
-                        Self::emit(
-                            &mut self.seq,
-                            out,
-                            "response.function_call_arguments.delta",
-                            ev,
-                        );
+                        let kind = "response.function_call_arguments.delta";
+                        Self::emit(&mut self.seq, out, kind, ev);
                     }
                 }
             }
@@ -597,11 +520,27 @@ struct Numbered<B> {
     body: B,
 }
 
-/// Where an item event points.
+/// Where an item event points: the item, and for text events the part within it.
 #[derive(Serialize, Clone, Copy)]
 struct At<'a> {
     item_id: &'a str,
     output_index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content_index: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    summary_index: Option<u32>,
+}
+
+impl<'a> At<'a> {
+    /// The item itself (tool call events).
+    fn item(item_id: &'a str, output_index: usize) -> Self {
+        At {
+            item_id,
+            output_index,
+            content_index: None,
+            summary_index: None,
+        }
+    }
 }
 
 /// `response.created`, `.in_progress`, `.completed`, `.incomplete`, `.failed`.
@@ -612,9 +551,9 @@ struct ResponseEv<'a> {
 
 /// `response.output_item.added` / `.done`.
 #[derive(Serialize)]
-struct ItemEv<'a, I> {
+struct ItemEv<I> {
     output_index: usize,
-    item: &'a I,
+    item: I,
 }
 
 /// The message item as `response.output_item.added` announces it (no content yet).
@@ -641,10 +580,6 @@ enum Part<'a> {
 struct PartEv<'a> {
     #[serde(flatten)]
     at: At<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content_index: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    summary_index: Option<u32>,
     part: Part<'a>,
 }
 
@@ -653,10 +588,6 @@ struct PartEv<'a> {
 struct DeltaEv<'a> {
     #[serde(flatten)]
     at: At<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content_index: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    summary_index: Option<u32>,
     delta: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     logprobs: Option<[(); 0]>,
@@ -667,15 +598,11 @@ struct DeltaEv<'a> {
 struct TextDone<'a> {
     #[serde(flatten)]
     at: At<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content_index: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    summary_index: Option<u32>,
     text: &'a str,
 }
 
 /// Tool call argument (or custom tool input) events.
-#[derive(Serialize)]
+#[derive(Serialize, Clone, Copy)]
 struct ArgsEv<'a> {
     #[serde(flatten)]
     at: At<'a>,
