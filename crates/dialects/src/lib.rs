@@ -18,6 +18,7 @@ pub mod canonical;
 pub mod openai_chat;
 pub mod openai_responses;
 pub mod passthrough;
+mod scan;
 pub mod sse;
 pub mod translate;
 
@@ -33,6 +34,15 @@ pub enum DecodeError {
         line: usize,
         /// 1-based column of the problem.
         column: usize,
+    },
+    /// The body is empty (or only whitespace).
+    #[error("the request body is empty; send a JSON object")]
+    EmptyBody,
+    /// The body is JSON but not an object (an array, a string, a number, ...).
+    #[error("the request body must be a JSON object, not {found}")]
+    NotAnObject {
+        /// What was found instead (`an array`, `a string`, ...).
+        found: &'static str,
     },
     /// A required field is absent.
     #[error("missing required parameter: '{field}'")]
@@ -54,7 +64,9 @@ impl DecodeError {
     /// The JSON field the error is about, if any (OpenAI's `param`).
     pub fn field(&self) -> Option<&'static str> {
         match self {
-            DecodeError::Json { .. } => None,
+            DecodeError::Json { .. } | DecodeError::EmptyBody | DecodeError::NotAnObject { .. } => {
+                None
+            }
             DecodeError::MissingField { field } | DecodeError::InvalidField { field, .. } => {
                 Some(field)
             }
@@ -90,6 +102,15 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    /// Request headers of this dialect's protocol that a same-dialect upstream should receive
+    /// as the caller sent them (Anthropic's version and beta flags).
+    pub fn forwarded_headers(self) -> &'static [&'static str] {
+        match self {
+            Dialect::AnthropicMessages => anthropic_messages::FORWARDED_HEADERS,
+            Dialect::OpenAiChat | Dialect::OpenAiResponses => &[],
+        }
+    }
+
     /// Stable lower-case name, for logs, metrics labels and usage records.
     pub fn as_str(self) -> &'static str {
         match self {

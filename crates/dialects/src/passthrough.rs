@@ -1,31 +1,11 @@
 //! Same-dialect passthrough: inspect a request in one borrowed parse (summary plus the byte
 //! spans to rewrite), rewrite it by splicing bytes, and tap usage from the response.
 
-use crate::canonical::{RequestSummary, Usage};
-use crate::{DecodeError, Dialect, anthropic_messages, openai_chat, openai_responses};
-use serde::Deserialize;
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use std::fmt;
-use std::ops::Range;
+pub use crate::scan::{Inspected, Tap};
 
-/// A request inspected for passthrough: its summary and where the fields to rewrite sit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Inspected {
-    /// The dialect of the body.
-    pub dialect: Dialect,
-    /// The canonical summary.
-    pub summary: RequestSummary,
-    /// Byte span of the `model` value (the JSON string, quotes included).
-    pub model_span: Range<usize>,
-    /// Byte span and text of the `stream_options` value, when present (Chat only).
-    pub stream_options: Option<(Range<usize>, String)>,
-    /// The caller asked for `stream_options.include_usage: true` (Chat only).
-    pub include_usage: bool,
-    /// Offset of the body's opening `{`.
-    pub object_start: usize,
-    /// Byte span of the output cap (`max_tokens` / `max_completion_tokens`), when present.
-    pub max_tokens_span: Option<Range<usize>>,
-}
+use crate::canonical::Usage;
+use crate::{DecodeError, Dialect, anthropic_messages, openai_chat, openai_responses};
+use std::ops::Range;
 
 /// Inspects a request body of `dialect`.
 pub fn inspect_request(dialect: Dialect, body: &[u8]) -> Result<Inspected, DecodeError> {
@@ -33,6 +13,14 @@ pub fn inspect_request(dialect: Dialect, body: &[u8]) -> Result<Inspected, Decod
         Dialect::OpenAiChat => openai_chat::decode::inspect_request(body),
         Dialect::AnthropicMessages => anthropic_messages::decode::inspect_request(body),
         Dialect::OpenAiResponses => openai_responses::decode::inspect_request(body),
+    }
+}
+
+/// Inspects a token-count request of `dialect` (only Anthropic Messages has one).
+pub fn inspect_count_tokens(dialect: Dialect, body: &[u8]) -> Result<Inspected, DecodeError> {
+    match dialect {
+        Dialect::AnthropicMessages => anthropic_messages::decode::inspect_count_tokens(body),
+        other => inspect_request(other, body),
     }
 }
 
@@ -66,12 +54,6 @@ pub fn rewrite_request(
     out
 }
 
-/// A raw JSON number as u32 (saturating), if it is one.
-pub(crate) fn raw_u32(raw: Option<&serde_json::value::RawValue>) -> Option<u32> {
-    raw.and_then(|r| r.get().parse::<u64>().ok())
-        .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
-}
-
 /// Reads usage from a whole response body of `dialect` (one parse).
 pub fn response_usage(dialect: Dialect, body: &[u8]) -> Result<Option<Usage>, DecodeError> {
     match dialect {
@@ -81,207 +63,11 @@ pub fn response_usage(dialect: Dialect, body: &[u8]) -> Result<Option<Usage>, De
     }
 }
 
-/// What one SSE event of a passed-through stream is, as far as the router cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tap {
-    /// The stream's proper end (`[DONE]`, `message_stop`).
-    Done,
-    /// The upstream reported an error mid-stream.
-    Error,
-    /// Usage the router forced on (Chat's final usage chunk): drop it if the caller did not ask.
-    ForcedUsage(Usage),
-    /// Usage the caller gets anyway.
-    Usage(Usage),
-    /// The stream's end, carrying the final usage (Responses' `response.completed`).
-    DoneWithUsage(Usage),
-    /// Anything else.
-    Other,
-}
-
 /// Classifies one event (`event` name, `data` payload) of a `dialect` stream.
 pub fn tap_event(dialect: Dialect, event: Option<&str>, data: &[u8]) -> Tap {
     match dialect {
         Dialect::OpenAiChat => openai_chat::stream::tap_chunk(data),
         Dialect::AnthropicMessages => anthropic_messages::stream::tap_event(event, data),
         Dialect::OpenAiResponses => openai_responses::stream::tap_event(event, data),
-    }
-}
-
-/// Deserializes a field as its raw value even when it is `null` (so `null` keeps its span).
-pub(crate) fn always_some<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<&'de serde_json::value::RawValue>, D::Error> {
-    <&serde_json::value::RawValue>::deserialize(d).map(Some)
-}
-
-/// Byte span of a borrowed raw value inside `body`.
-pub(crate) fn span_of(body: &[u8], raw: &serde_json::value::RawValue) -> Range<usize> {
-    let start = raw.get().as_ptr() as usize - body.as_ptr() as usize;
-    start..start + raw.get().len()
-}
-
-/// Offset of the opening brace of a body that parsed as an object.
-pub(crate) fn object_start(body: &[u8]) -> usize {
-    body.iter()
-        .position(|b| *b == b'{')
-        .expect("a body that parsed as an object has an opening brace")
-}
-
-/// Text size and image count of any JSON value, gathered while parsing it (no allocation):
-/// string lengths count as text except image payloads (`data`, and `url`s that are `data:`
-/// URLs); objects whose `type` is an image type count as images.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Stats {
-    pub text_bytes: usize,
-    pub images: usize,
-    pub items: usize,
-}
-
-impl Stats {
-    /// Adds another value's counts.
-    pub fn add(&mut self, other: &Stats) {
-        self.text_bytes += other.text_bytes;
-        self.images += other.images;
-        self.items += other.items;
-    }
-
-    /// The estimate with the tools' definitions (about four bytes per token) added.
-    pub fn estimate_with_tools(&self, tools: &[&serde_json::value::RawValue]) -> u32 {
-        let tools_bytes: usize = tools.iter().map(|t| t.get().len()).sum();
-        self.estimate_tokens()
-            .saturating_add(u32::try_from(tools_bytes / 4).unwrap_or(u32::MAX))
-    }
-
-    /// About four bytes of text per token, a few tokens per item, ~85 per image.
-    pub fn estimate_tokens(&self) -> u32 {
-        let t = self.text_bytes / 4 + self.items * 4 + self.images * 85;
-        u32::try_from(t).unwrap_or(u32::MAX)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Stats {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let mut s = Stats::default();
-        Walk {
-            stats: &mut s,
-            key: Key::Other,
-        }
-        .deserialize(d)?;
-        Ok(s)
-    }
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Key {
-    Type,
-    Payload,
-    Url,
-    Other,
-}
-
-struct Walk<'s> {
-    stats: &'s mut Stats,
-    key: Key,
-}
-
-impl<'de> DeserializeSeed<'de> for Walk<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Walk<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
-        match self.key {
-            Key::Type => {
-                if matches!(v, "image" | "image_url" | "input_image") {
-                    self.stats.images += 1;
-                }
-            }
-            Key::Payload => {}
-            Key::Url if v.starts_with("data:") => {}
-            _ => self.stats.text_bytes += v.len(),
-        }
-        Ok(())
-    }
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq
-            .next_element_seed(Walk {
-                stats: &mut *self.stats,
-                key: Key::Other,
-            })?
-            .is_some()
-        {}
-        Ok(())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        self.stats.items += 1;
-        while let Some(k) = map.next_key::<KeyName>()? {
-            map.next_value_seed(Walk {
-                stats: &mut *self.stats,
-                key: k.0,
-            })?;
-        }
-        Ok(())
-    }
-}
-
-struct KeyName(Key);
-
-impl<'de> serde::Deserialize<'de> for KeyName {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = KeyName;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<KeyName, E> {
-                Ok(KeyName(match v {
-                    "type" => Key::Type,
-                    "data" => Key::Payload,
-                    "url" => Key::Url,
-                    _ => Key::Other,
-                }))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stats_skip_image_payloads() {
-        let s: Stats = serde_json::from_str(
-            r#"[{"role":"user","content":[{"type":"text","text":"hello"},
-            {"type":"image","source":{"type":"base64","media_type":"image/png","data":"QUFBQUFBQUFBQUFBQUFB"}},
-            {"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}}]}]"#,
-        )
-        .unwrap();
-        assert_eq!(s.images, 2);
-        assert!(s.text_bytes < 60, "{s:?}");
     }
 }

@@ -4,41 +4,79 @@
 use bytes::{Bytes, BytesMut};
 use std::borrow::Cow;
 
-/// Splits an SSE byte stream, arriving in arbitrary chunks, into runs of complete events.
-#[derive(Debug, Default)]
+/// Splits an SSE byte stream, arriving in arbitrary chunks, into runs of complete events. What
+/// has not ended yet is held, up to a limit: a line or event that grows past it is an error
+/// (an upstream that never ends a line cannot grow the buffer without bound).
+#[derive(Debug)]
 pub struct Splitter {
     pending: BytesMut,
+    /// Bytes at the start of `pending` already searched for a frame end (none found).
+    scanned: usize,
+    limit: usize,
+}
+
+/// An event (or a line) grew past the splitter's limit without ending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("an event grew past {limit} bytes without ending")]
+pub struct EventTooLarge {
+    /// The limit, in bytes.
+    pub limit: usize,
 }
 
 impl Splitter {
-    /// A splitter with nothing buffered.
-    pub fn new() -> Self {
-        Self::default()
+    /// A splitter with nothing buffered that holds at most `limit` bytes of an unfinished event.
+    pub fn new(limit: usize) -> Self {
+        Splitter {
+            pending: BytesMut::new(),
+            scanned: 0,
+            limit,
+        }
     }
 
     /// Feeds one chunk; returns the bytes of every event completed by it, in order (possibly
     /// empty). When nothing is buffered and the chunk ends on an event boundary, the returned
-    /// bytes share the chunk's memory (no copy).
-    pub fn push(&mut self, chunk: Bytes) -> Bytes {
+    /// bytes share the chunk's memory (no copy). Each byte is searched for a frame end once.
+    pub fn push(&mut self, chunk: Bytes) -> Result<Bytes, EventTooLarge> {
         if self.pending.is_empty() {
-            return match last_frame_end(&chunk) {
-                Some(end) if end == chunk.len() => chunk,
-                Some(end) => {
-                    self.pending.extend_from_slice(&chunk[end..]);
-                    chunk.slice(..end)
-                }
-                None => {
-                    self.pending.extend_from_slice(&chunk);
-                    Bytes::new()
-                }
-            };
+            let end = last_frame_end(&chunk, 0);
+            if end == Some(chunk.len()) {
+                return Ok(chunk);
+            }
+            let end = end.unwrap_or(0);
+            self.hold(&chunk[end..])?;
+            return Ok(chunk.slice(..end));
         }
-        // A boundary may straddle the join, so scan the whole (small) pending buffer again.
+        let from = self.scanned;
         self.pending.extend_from_slice(&chunk);
-        match last_frame_end(&self.pending) {
-            Some(end) => self.pending.split_to(end).freeze(),
-            None => Bytes::new(),
+        match last_frame_end(&self.pending, from) {
+            Some(end) => {
+                let run = self.pending.split_to(end).freeze();
+                self.scanned = self.pending.len();
+                self.check()?;
+                Ok(run)
+            }
+            None => {
+                self.scanned = self.pending.len();
+                self.check()?;
+                Ok(Bytes::new())
+            }
         }
+    }
+
+    /// Keeps an unfinished tail.
+    fn hold(&mut self, tail: &[u8]) -> Result<(), EventTooLarge> {
+        self.pending.extend_from_slice(tail);
+        self.scanned = self.pending.len();
+        self.check()
+    }
+
+    fn check(&mut self) -> Result<(), EventTooLarge> {
+        if self.pending.len() > self.limit {
+            self.pending = BytesMut::new();
+            self.scanned = 0;
+            return Err(EventTooLarge { limit: self.limit });
+        }
+        Ok(())
     }
 
     /// Bytes of an event not yet completed (what is left when the stream ends early).
@@ -55,11 +93,12 @@ fn ends_frame(buf: &[u8], start: usize, p: usize) -> bool {
     buf[p - 1] == b'\r' && (p - 1 == start || buf[p - 2] == b'\n')
 }
 
-/// End (exclusive) of the last complete frame in `buf`, which starts at a frame boundary.
-fn last_frame_end(buf: &[u8]) -> Option<usize> {
+/// End (exclusive) of the last complete frame in `buf`, which starts at a frame boundary and
+/// has no frame end before `from` (so only the newlines from there on are looked at).
+fn last_frame_end(buf: &[u8], from: usize) -> Option<usize> {
     let mut start = 0;
     let mut last = None;
-    for p in memchr::memchr_iter(b'\n', buf) {
+    for p in memchr::memchr_iter(b'\n', &buf[from..]).map(|p| p + from) {
         if ends_frame(buf, start, p) {
             start = p + 1;
             last = Some(start);
@@ -172,12 +211,12 @@ mod tests {
     use proptest::prelude::*;
 
     fn split_all(input: &[u8], cuts: &[usize]) -> (Vec<u8>, Vec<u8>) {
-        let mut s = Splitter::new();
+        let mut s = Splitter::new(1 << 20);
         let mut out = Vec::new();
         let mut prev = 0;
         for &c in cuts.iter().chain(std::iter::once(&input.len())) {
             let c = c.clamp(prev, input.len());
-            out.extend_from_slice(&s.push(Bytes::copy_from_slice(&input[prev..c])));
+            out.extend_from_slice(&s.push(Bytes::copy_from_slice(&input[prev..c])).unwrap());
             prev = c;
         }
         (out, s.pending().to_vec())
@@ -206,9 +245,48 @@ mod tests {
     #[test]
     fn whole_chunk_is_returned_without_copy() {
         let chunk = Bytes::from_static(b"data: a\n\ndata: b\n\n");
-        let mut s = Splitter::new();
-        let out = s.push(chunk.clone());
+        let mut s = Splitter::new(64);
+        let out = s.push(chunk.clone()).unwrap();
         assert_eq!(out.as_ptr(), chunk.as_ptr());
+    }
+
+    /// An upstream that never ends a line: the held bytes stay under the limit, then the
+    /// splitter refuses; what came before is still delivered.
+    #[test]
+    fn an_endless_line_is_cut_at_the_limit() {
+        let mut s = Splitter::new(1000);
+        let first = s
+            .push(Bytes::from_static(b"data: ok\n\ndata: xxxx"))
+            .unwrap();
+        assert_eq!(&first[..], b"data: ok\n\n");
+        let mut refused = None;
+        for i in 0..100 {
+            match s.push(Bytes::from(vec![b'x'; 100])) {
+                Ok(run) => assert!(run.is_empty() && s.pending().len() <= 1000),
+                Err(e) => {
+                    refused = Some((i, e));
+                    break;
+                }
+            }
+        }
+        let (i, e) = refused.expect("refused before 10,000 bytes");
+        assert_eq!(e.limit, 1000);
+        assert!(i <= 10, "refused after {i} chunks");
+        assert!(s.pending().is_empty(), "the buffer is released");
+    }
+
+    /// A boundary split across chunks in every way (`\r\n\r\n` cut between any two bytes) is
+    /// still found, with each chunk scanned once.
+    #[test]
+    fn boundaries_straddling_chunks_are_found() {
+        let input = b"data: a\r\n\r\ndata: b\n\n";
+        for cut in 0..input.len() {
+            for cut2 in cut..input.len() {
+                let (done, pending) = split_all(input, &[cut, cut2]);
+                assert_eq!(done, input, "cuts {cut} {cut2}");
+                assert!(pending.is_empty());
+            }
+        }
     }
 
     proptest! {

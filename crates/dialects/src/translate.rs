@@ -192,7 +192,11 @@ pub fn encode_error(
             let s = am::error::surface_status(status);
             (s, am::error::encode_error(s, message))
         }
-        _ => (
+        Dialect::OpenAiResponses => (
+            status,
+            or::error::encode_error(status, message, param, code),
+        ),
+        Dialect::OpenAiChat => (
             status,
             oc::error::encode_error(status, message, param, code),
         ),
@@ -205,7 +209,7 @@ pub fn encode_stream_error(d: Dialect, status: u16, message: &str, code: Option<
         Dialect::AnthropicMessages => {
             am::error::encode_stream_error(am::error::surface_status(status), message)
         }
-        Dialect::OpenAiResponses => or::stream::encode_stream_error(message, code),
+        Dialect::OpenAiResponses => or::error::encode_stream_error(message, code),
         Dialect::OpenAiChat => oc::error::encode_stream_error(status, message, code),
     }
 }
@@ -214,7 +218,8 @@ pub fn encode_stream_error(d: Dialect, status: u16, message: &str, code: Option<
 pub fn is_error_body(d: Dialect, body: &[u8]) -> bool {
     match d {
         Dialect::AnthropicMessages => am::error::is_error_body(body),
-        _ => oc::error::is_error_body(body),
+        Dialect::OpenAiResponses => or::error::is_error_body(body),
+        Dialect::OpenAiChat => oc::error::is_error_body(body),
     }
 }
 

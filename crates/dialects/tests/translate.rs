@@ -59,6 +59,45 @@ fn chat_multi_turn_tools_to_anthropic() {
     insta::assert_json_snapshot!(out);
 }
 
+/// Structured output as current Anthropic SDKs send it (`output_config.format`) reaches an
+/// OpenAI target as `response_format` and a Responses target as `text.format`.
+#[test]
+fn anthropic_structured_output_to_chat() {
+    let out = translate_request(A, C, &fixture("anthropic_messages/structured_output.json"));
+    insta::assert_json_snapshot!(out);
+}
+
+#[test]
+fn anthropic_structured_output_to_responses() {
+    let out = translate_request(A, R, &fixture("anthropic_messages/structured_output.json"));
+    insta::assert_json_snapshot!(out);
+}
+
+/// The older top-level `output_format` and the current `output_config.format` say the same, and
+/// both make the request need a `json_schema` target.
+#[test]
+fn anthropic_output_format_spellings_agree() {
+    let current = fixture("anthropic_messages/structured_output.json");
+    let mut legacy: Value = serde_json::from_slice(&current).unwrap();
+    let format = legacy["output_config"]["format"].take();
+    legacy["output_config"]
+        .as_object_mut()
+        .unwrap()
+        .remove("format");
+    legacy["output_format"] = format;
+    let legacy = serde_json::to_vec(&legacy).unwrap();
+    for to in [C, R] {
+        assert_eq!(
+            translate_request(A, to, &current)["body"],
+            translate_request(A, to, &legacy)["body"]
+        );
+    }
+    for body in [&current, &legacy] {
+        let i = dialects::passthrough::inspect_request(A, body).unwrap();
+        assert!(i.summary.needs.json_schema);
+    }
+}
+
 /// The shape of a long agent prompt translated to Chat: roles, tool names, the first user turn,
 /// the knobs, the warnings.
 fn chat_shape(out: &Value) -> Value {
@@ -245,13 +284,13 @@ fn anthropic_response_to_chat() {
 
 /// Runs an SSE fixture of `from` through decoder and encoder for `to`, in chunks of `chunk`.
 fn translate_stream(from: Dialect, to: Dialect, sse_bytes: &[u8], chunk: usize) -> String {
-    let mut splitter = sse::Splitter::new();
+    let mut splitter = sse::Splitter::new(1 << 20);
     let mut dec = StreamDecoder::new(from, None);
     let mut enc = StreamEncoder::new(to, cx(ToolShapes::default()));
     let mut events = Vec::new();
     let mut out = BytesMut::new();
     for piece in sse_bytes.chunks(chunk) {
-        let run = splitter.push(Bytes::copy_from_slice(piece));
+        let run = splitter.push(Bytes::copy_from_slice(piece)).unwrap();
         for (_, frame) in sse::frames(&run) {
             if let Some(data) = sse::frame_data(frame) {
                 dec.decode(&data, &mut events).unwrap();

@@ -4,8 +4,9 @@
 //! (URL: `sqlite:///tmp/bench.db` or `postgres://postgres@127.0.0.1:5432/test?schema=bench`).
 //! Prints one JSON object with the figures.
 
+use router::config::WriterConfig;
 use router::usage::store::{self, Dimension, ReportQuery};
-use router::usage::{UsageRecord, Writer, WriterConfig};
+use router::usage::{UsageRecord, Writer};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 

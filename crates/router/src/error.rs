@@ -8,6 +8,22 @@ use dialects::{DecodeError, Dialect, translate};
 use http::{HeaderValue, StatusCode};
 use std::time::Duration;
 
+/// A refusal, independent of any dialect: the surface encodes it in the caller's shape.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct Denial {
+    /// HTTP status (403, 429, 400, ...).
+    pub status: u16,
+    /// Machine-readable code (`policy_denied`, `rate_limit_exceeded`, ...).
+    pub code: &'static str,
+    /// Low-cardinality class for metrics and records.
+    pub kind: &'static str,
+    /// What the caller is told (never content, never another caller's data).
+    pub message: String,
+    /// When to try again, for rate limits.
+    pub retry_after: Option<Duration>,
+}
+
 /// Everything that can fail a request, with the data to explain it.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -34,6 +50,36 @@ pub enum Error {
     /// The body could not be decoded.
     #[error("{0}")]
     Decode(#[from] DecodeError),
+    /// The declared media type is not JSON.
+    #[error("Content-Type {media_type:?} is not supported; send application/json.")]
+    UnsupportedMediaType {
+        /// The media type sent (cut to a bound).
+        media_type: String,
+    },
+    /// The body is compressed (or otherwise encoded) in a way the router does not read.
+    #[error("Content-Encoding {encoding:?} is not supported; send the body uncompressed.")]
+    UnsupportedEncoding {
+        /// The encoding sent (cut to a bound).
+        encoding: String,
+    },
+    /// A governance stage refused the request.
+    #[error("{0}")]
+    Denied(Denial),
+    /// A query parameter of an operator endpoint is wrong.
+    #[error("{reason}")]
+    InvalidQuery {
+        /// What is wrong.
+        reason: String,
+    },
+    /// An operator endpoint found nothing.
+    #[error("{what}")]
+    NotFound {
+        /// What was not found.
+        what: String,
+    },
+    /// The usage store is not configured or does not answer.
+    #[error("the usage store is unavailable")]
+    StoreUnavailable,
     /// The body is over `server.max_body_bytes`.
     #[error("Request body is larger than the limit of {limit} bytes.")]
     BodyTooLarge {
@@ -97,7 +143,15 @@ impl Error {
         match self {
             Error::MissingToken | Error::InvalidToken => StatusCode::UNAUTHORIZED,
             Error::Forbidden { .. } => StatusCode::FORBIDDEN,
-            Error::ModelNotFound { .. } | Error::UnknownRoute { .. } => StatusCode::NOT_FOUND,
+            Error::ModelNotFound { .. } | Error::UnknownRoute { .. } | Error::NotFound { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            Error::UnsupportedMediaType { .. } | Error::UnsupportedEncoding { .. } => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            Error::Denied(d) => StatusCode::from_u16(d.status).unwrap_or(StatusCode::FORBIDDEN),
+            Error::InvalidQuery { .. } => StatusCode::BAD_REQUEST,
+            Error::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Error::NoEligibleTarget {
                 retry_after: Some(_),
                 ..
@@ -141,6 +195,12 @@ impl Error {
             Error::MethodNotAllowed { .. } => "method_not_allowed",
             Error::UpgradeRequired => "websocket_unsupported",
             Error::Internal => "internal",
+            Error::UnsupportedMediaType { .. } => "unsupported_media_type",
+            Error::UnsupportedEncoding { .. } => "unsupported_encoding",
+            Error::Denied(d) => d.kind,
+            Error::InvalidQuery { .. } => "invalid_query",
+            Error::NotFound { .. } => "not_found",
+            Error::StoreUnavailable => "store_unavailable",
         }
     }
 
@@ -159,6 +219,13 @@ impl Error {
             }
             Error::Upstream(e) if e.retryable() => "upstream_error",
             Error::UnknownRoute { .. } => "unknown_url",
+            Error::UnsupportedMediaType { .. } | Error::UnsupportedEncoding { .. } => {
+                "unsupported_media_type"
+            }
+            Error::Denied(d) => d.code,
+            Error::InvalidQuery { .. } => "invalid_query",
+            Error::NotFound { .. } => "not_found",
+            Error::StoreUnavailable => "store_unavailable",
             _ => return None,
         })
     }
@@ -175,6 +242,7 @@ impl Error {
         match self {
             Error::Upstream(UpstreamError::Status { retry_after, .. })
             | Error::NoEligibleTarget { retry_after, .. } => *retry_after,
+            Error::Denied(d) => d.retry_after,
             _ => None,
         }
     }

@@ -1,25 +1,42 @@
-//! smart-router's service: configuration, caller auth, routing, upstream clients, the proxy
-//! path and request outcomes.
+//! smart-router's service: configuration, caller auth, the request pipeline, routing, upstream
+//! clients, usage, metrics and the operator API.
 //!
-//! Main types: [`config::Config`] (validated TOML), [`server::Runtime`] (shared state: config,
-//! [`auth::Authenticator`], one [`upstream::Provider`] per provider, [`usage::Recorder`]),
-//! [`routing::AttemptPlan`], [`error::Error`].
+//! Main types: [`config::Config`] (validated TOML), [`state::Runtime`] (what requests share:
+//! config, [`auth::Authenticator`], one [`upstream::Provider`] per provider, the
+//! [`policy::Governance`] stages, target health, the [`usage::Recorder`]),
+//! [`pipeline::RequestContext`] (one request on its way), [`routing::AttemptPlan`],
+//! [`error::Error`].
 //!
-//! Data flow of one request: `server` (request id, span, panic guard) -> `proxy` surface
-//! handler (read body within the limit, inspect it with the dialect's decoder, authenticate,
-//! check the group) -> `routing::plan_attempts` -> `proxy::attempt::run` (upstream attempts
-//! with fallback until one is usable) -> passthrough answer (whole body, or an SSE tap that
-//! forwards events as they arrive) -> `usage::Outcome` recorded once, when the response ends.
+//! One request passes these stages ([`pipeline`]), each a module, in order:
+//!
+//! ```text
+//! admit    request id (on arrival), authenticate, media type, body within the limit,
+//!          inspect in the caller's dialect, resolve the group, deadline
+//! govern   the governance stages (policy::Stage) that apply to this caller and group
+//! plan     eligible targets -> ordered attempt plan (routing)
+//! attempt  upstream attempts with retry and fallback until the first byte goes out
+//! respond  whole body or stream: passthrough tap, or decode -> canonical -> encode
+//! record   one outcome, owned by the request's context, recorded once (usage, metrics, logs)
+//! ```
+//!
+//! Module dependencies point one way (checked by `scripts/check-module-cycles`): leaves
+//! (`bounds`, `time`, `ids`, `outcome`, `config`) <- `upstream`, `auth`, `error`, `routing`,
+//! `metrics`, `usage`, `policy` <- `state` <- `pipeline`, `admin` <- `server`.
 
 pub mod admin;
 pub mod auth;
+pub mod bounds;
 pub mod config;
 pub mod error;
 pub mod ids;
 pub mod metrics;
-pub mod proxy;
+pub mod outcome;
+pub mod pipeline;
+pub mod policy;
 pub mod routing;
 pub mod server;
+pub mod state;
+pub mod time;
 pub mod upstream;
 pub mod usage;
 

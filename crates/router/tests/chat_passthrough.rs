@@ -257,7 +257,7 @@ async fn non_json_upstream_body_is_a_502() {
         resp.json()["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("not valid JSON")
+            .contains("not a JSON object")
     );
     assert_eq!(h.outcome().await.error_kind, Some("invalid_response"));
 }

@@ -10,7 +10,7 @@ mod store_cli;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use router::config::Config;
-use router::server::{BuildInfo, Runtime};
+use router::state::{BuildInfo, Runtime};
 use router::usage::Recorder;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -207,7 +207,7 @@ fn main() -> Result<()> {
                 .context("reading the token from stdin")?;
             let token = token.trim_end_matches(['\r', '\n']);
             anyhow::ensure!(!token.is_empty(), "no token on standard input");
-            println!("{}", router::auth::hash_token_hex(token));
+            println!("{}", router::config::hash_token_hex(token));
             Ok(())
         }
         Command::Explain {

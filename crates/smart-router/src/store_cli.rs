@@ -2,8 +2,9 @@
 
 use super::ReportFormat;
 use anyhow::Result;
-use router::admin::{EXPORT_COLUMNS, export_line, parse_time_ms};
+use router::admin::{EXPORT_COLUMNS, export_line};
 use router::config::Config;
+use router::time::parse_time_ms;
 use router::usage::store::{self, Dimension, ReportQuery};
 use std::io::Write;
 

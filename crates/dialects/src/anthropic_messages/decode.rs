@@ -6,17 +6,16 @@ use super::{decode_tool_id, session_from_user_id};
 use crate::DecodeError;
 use crate::canonical::{
     self, ImageSource, Needs, Opaque, Part, Reasoning, RequestSummary, ResponseFormat, Role, Tool,
-    ToolChoice, Usage, Warning,
+    ToolChoice, Usage, Warning, push_message,
 };
-use crate::openai_chat::decode::{model_of, push};
-use crate::passthrough::{Inspected, Stats, object_start, raw_u32, span_of};
+use crate::scan::{Inspected, Stats, model_of, object_start, raw_u32, span_of};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 #[derive(Deserialize)]
 struct RequestView<'a> {
-    #[serde(borrow, default, deserialize_with = "crate::passthrough::always_some")]
+    #[serde(borrow, default, deserialize_with = "crate::scan::always_some")]
     model: Option<&'a RawValue>,
     #[serde(default)]
     messages: Option<Vec<Stats>>,
@@ -32,6 +31,27 @@ struct RequestView<'a> {
     metadata: Option<MetadataView>,
     #[serde(default)]
     output_format: Option<Value>,
+    #[serde(default)]
+    output_config: Option<OutputConfigView>,
+}
+
+#[derive(Deserialize)]
+struct OutputConfigView {
+    #[serde(default)]
+    format: Option<Value>,
+}
+
+/// Whether a structured-output `format` object asks for a JSON schema.
+fn is_json_schema(format: &Value) -> bool {
+    format["type"] == "json_schema"
+}
+
+/// The structured-output format of a request: `output_config.format` (current API), else the
+/// older top-level `output_format`.
+fn output_format(v: &Value) -> Option<&Value> {
+    v.pointer("/output_config/format")
+        .filter(|f| f.is_object())
+        .or_else(|| v.get("output_format").filter(|f| f.is_object()))
 }
 
 #[derive(Deserialize)]
@@ -42,12 +62,23 @@ struct MetadataView {
 
 /// Inspects a Messages request in one borrowed parse.
 pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
+    inspect(body, true)
+}
+
+/// Inspects a token-count request (`/v1/messages/count_tokens`: a Messages request without
+/// `max_tokens`).
+pub fn inspect_count_tokens(body: &[u8]) -> Result<Inspected, DecodeError> {
+    inspect(body, false)
+}
+
+fn inspect(body: &[u8], needs_max_tokens: bool) -> Result<Inspected, DecodeError> {
+    let object_start = object_start(body)?;
     let view: RequestView<'_> = serde_json::from_slice(body)?;
     let group = model_of(view.model)?;
     let messages = view
         .messages
         .ok_or(DecodeError::MissingField { field: "messages" })?;
-    if view.max_tokens.is_none() {
+    if needs_max_tokens && view.max_tokens.is_none() {
         return Err(DecodeError::MissingField {
             field: "max_tokens",
         });
@@ -64,8 +95,10 @@ pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
                 tools: !tools.is_empty(),
                 images: stats.images > 0,
                 json_schema: view
-                    .output_format
-                    .is_some_and(|f| f["type"] == "json_schema"),
+                    .output_config
+                    .and_then(|c| c.format)
+                    .or(view.output_format)
+                    .is_some_and(|f| is_json_schema(&f)),
             },
             estimated_prompt_tokens: stats.estimate_with_tools(&tools),
             max_output_tokens: raw_u32(view.max_tokens),
@@ -77,7 +110,7 @@ pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
         model_span: span_of(body, view.model.expect("model_of checked it")),
         stream_options: None,
         include_usage: false,
-        object_start: object_start(body),
+        object_start,
         max_tokens_span: view.max_tokens.map(|r| span_of(body, r)),
     })
 }
@@ -90,6 +123,7 @@ struct UsageView {
 
 /// Reads `usage` from a non-stream response body.
 pub fn response_usage(body: &[u8]) -> Result<Option<Usage>, DecodeError> {
+    object_start(body)?;
     let view: UsageView = serde_json::from_slice(body)?;
     Ok(view.usage.map(Usage::from))
 }
@@ -154,6 +188,20 @@ fn parts(content: &Value, w: &mut Vec<Warning>) -> Vec<Part> {
     out
 }
 
+/// Refuses message content the Messages API refuses: anything but a string or an array of
+/// typed blocks.
+fn check_content(content: &Value) -> Result<(), DecodeError> {
+    let bad = DecodeError::InvalidField {
+        field: "messages",
+        reason: "content must be a string or an array of content blocks, each with a type",
+    };
+    match content {
+        Value::String(_) => Ok(()),
+        Value::Array(blocks) if blocks.iter().all(|b| b["type"].is_string()) => Ok(()),
+        _ => Err(bad),
+    }
+}
+
 /// Fields of a Messages request that other dialects do not take: dropped with a warning.
 const DROPPED: &[&str] = &[
     "top_k",
@@ -165,6 +213,7 @@ const DROPPED: &[&str] = &[
 
 /// Decodes a Messages request into the canonical model.
 pub fn decode_request(body: &[u8]) -> Result<(canonical::Request, Vec<Warning>), DecodeError> {
+    object_start(body)?;
     let v: Value = serde_json::from_slice(body)?;
     let mut w = Vec::new();
     let model = v["model"]
@@ -197,10 +246,17 @@ pub fn decode_request(body: &[u8]) -> Result<(canonical::Request, Vec<Warning>),
         let role = match m["role"].as_str() {
             Some("assistant") => Role::Assistant,
             Some("system") => Role::System,
-            _ => Role::User,
+            Some("user") => Role::User,
+            _ => {
+                return Err(DecodeError::InvalidField {
+                    field: "messages",
+                    reason: "each message needs a role of user or assistant",
+                });
+            }
         };
+        check_content(&m["content"])?;
         let p = parts(&m["content"], &mut w);
-        push(&mut out.messages, role, p);
+        push_message(&mut out.messages, role, p);
     }
     for t in v["tools"].as_array().into_iter().flatten() {
         let custom = t.get("type").is_none_or(|k| k == "custom");
@@ -259,10 +315,7 @@ pub fn decode_request(body: &[u8]) -> Result<(canonical::Request, Vec<Warning>),
             budget_tokens: None,
         }),
     };
-    if let Some(f) = v
-        .get("output_format")
-        .filter(|f| f["type"] == "json_schema")
-    {
+    if let Some(f) = output_format(&v).filter(|f| is_json_schema(f)) {
         out.response_format = Some(ResponseFormat::JsonSchema {
             name: "response".into(),
             schema: f.get("schema").cloned().unwrap_or_else(|| json!({})),
@@ -297,6 +350,7 @@ pub fn decode_request(body: &[u8]) -> Result<(canonical::Request, Vec<Warning>),
 /// Decodes a non-stream Messages response into the canonical model (a forced structured-answer
 /// tool is unwrapped by [`canonical::Response::answer_structured`]).
 pub fn decode_response(body: &[u8]) -> Result<canonical::Response, DecodeError> {
+    object_start(body)?;
     let v: Value = serde_json::from_slice(body)?;
     let mut w = Vec::new();
     let p = parts(&v["content"], &mut w);

@@ -7,6 +7,9 @@ pub mod error;
 pub mod stream;
 pub mod types;
 
+/// Protocol headers a caller's Messages request carries that an Anthropic upstream should get.
+pub const FORWARDED_HEADERS: &[&str] = &["anthropic-version", "anthropic-beta"];
+
 /// Tool-use ids Anthropic accepts: `^[a-zA-Z0-9_-]+$`. Others are mapped reversibly.
 const ID_ESCAPE: &str = "srx_";
 

@@ -6,7 +6,7 @@ use super::encode::message_id;
 use super::encode_tool_id;
 use super::types::{Usage as WireUsage, finish_reason, stop_reason};
 use crate::canonical::{Event, FinishReason, Usage};
-use crate::passthrough::Tap;
+use crate::scan::Tap;
 use crate::{DecodeError, sse};
 use bytes::{BufMut, BytesMut};
 use serde::{Deserialize, Serialize};

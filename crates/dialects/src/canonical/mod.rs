@@ -8,7 +8,7 @@ mod usage;
 
 pub use request::{
     EncodeOptions, ImageSource, Message, Needs, Opaque, Part, Reasoning, Request, RequestSummary,
-    ResponseFormat, Role, Tool, ToolChoice,
+    ResponseFormat, Role, Tool, ToolChoice, push_message,
 };
 pub use response::{FinishReason, Response};
 pub use stream::Event;
@@ -17,11 +17,6 @@ pub use usage::Usage;
 /// Something a translation could not carry over and dropped, for the request's record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warning(pub String);
-
-/// Why a canonical request cannot be expressed in a dialect (the caller gets a 400).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Unsupported(pub String);
 
 /// The output cap to send: the request's, clamped to the target's (with a warning), or the
 /// target's when the request has none and the dialect needs one.

@@ -121,6 +121,15 @@ pub enum Part {
     },
 }
 
+/// Appends parts to the last message when it has the same role, else starts a message (the
+/// dialects that send one role per item, such as tool results, are merged into turns here).
+pub fn push_message(messages: &mut Vec<Message>, role: Role, parts: Vec<Part>) {
+    match messages.last_mut() {
+        Some(last) if last.role == role => last.parts.extend(parts),
+        _ => messages.push(Message { role, parts }),
+    }
+}
+
 /// An opaque blob only the dialect that produced it can read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Opaque {

@@ -4,10 +4,10 @@
 
 use crate::DecodeError;
 use crate::canonical::{
-    self, FinishReason, ImageSource, Message, Needs, Part, Reasoning, RequestSummary,
-    ResponseFormat, Role, Tool, ToolChoice, Usage, Warning,
+    self, FinishReason, ImageSource, Needs, Part, Reasoning, RequestSummary, ResponseFormat, Role,
+    Tool, ToolChoice, Usage, Warning, push_message,
 };
-use crate::passthrough::{Inspected, Stats, object_start, raw_u32, span_of};
+use crate::scan::{Inspected, Stats, model_of, object_start, raw_u32, span_of};
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -15,13 +15,13 @@ use std::borrow::Cow;
 
 #[derive(Deserialize)]
 struct RequestView<'a> {
-    #[serde(borrow, default, deserialize_with = "crate::passthrough::always_some")]
+    #[serde(borrow, default, deserialize_with = "crate::scan::always_some")]
     model: Option<&'a RawValue>,
     #[serde(default)]
     messages: Option<Vec<Stats>>,
     #[serde(default)]
     stream: Option<bool>,
-    #[serde(borrow, default, deserialize_with = "crate::passthrough::always_some")]
+    #[serde(borrow, default, deserialize_with = "crate::scan::always_some")]
     stream_options: Option<&'a RawValue>,
     #[serde(borrow, default)]
     tools: Option<Vec<&'a RawValue>>,
@@ -43,24 +43,9 @@ struct FormatView<'a> {
     kind: Cow<'a, str>,
 }
 
-/// The `model` string from its raw value, validated.
-pub(crate) fn model_of(raw: Option<&RawValue>) -> Result<String, DecodeError> {
-    let raw = raw.ok_or(DecodeError::MissingField { field: "model" })?;
-    let group: String = serde_json::from_str(raw.get()).map_err(|_| DecodeError::InvalidField {
-        field: "model",
-        reason: "must be a string",
-    })?;
-    if group.is_empty() {
-        return Err(DecodeError::InvalidField {
-            field: "model",
-            reason: "must not be empty",
-        });
-    }
-    Ok(group)
-}
-
 /// Inspects a Chat request in one borrowed parse: summary, `model` span, `stream_options`.
 pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
+    let object_start = object_start(body)?;
     let view: RequestView<'_> = serde_json::from_slice(body)?;
     let group = model_of(view.model)?;
     let messages = view
@@ -108,7 +93,7 @@ pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
             .stream_options
             .map(|raw| (span_of(body, raw), raw.get().to_string())),
         include_usage,
-        object_start: object_start(body),
+        object_start,
         max_tokens_span: view
             .max_completion_tokens
             .or(view.max_tokens)
@@ -124,6 +109,7 @@ struct UsageView {
 
 /// Reads `usage` from a non-stream response body (one parse, nothing else kept).
 pub fn response_usage(body: &[u8]) -> Result<Option<Usage>, DecodeError> {
+    object_start(body)?;
     let view: UsageView = serde_json::from_slice(body)?;
     Ok(view.usage.map(Usage::from))
 }
@@ -180,6 +166,7 @@ fn text_of(c: &Option<super::types::Content>) -> String {
 
 /// Decodes a Chat request into the canonical model.
 pub fn decode_request(body: &[u8]) -> Result<(canonical::Request, Vec<Warning>), DecodeError> {
+    object_start(body)?;
     let req: super::Request = serde_json::from_slice(body)?;
     let mut w = Vec::new();
     let mut out = canonical::Request {
@@ -200,7 +187,7 @@ pub fn decode_request(body: &[u8]) -> Result<(canonical::Request, Vec<Warning>),
                     .as_ref()
                     .map(|c| content_parts(c, &mut w))
                     .unwrap_or_default();
-                push(&mut out.messages, Role::User, parts);
+                push_message(&mut out.messages, Role::User, parts);
             }
             "assistant" => {
                 let mut parts = Vec::new();
@@ -222,7 +209,7 @@ pub fn decode_request(body: &[u8]) -> Result<(canonical::Request, Vec<Warning>),
                         arguments: c.function.arguments.clone(),
                     });
                 }
-                push(&mut out.messages, Role::Assistant, parts);
+                push_message(&mut out.messages, Role::Assistant, parts);
             }
             "tool" => {
                 let content = m
@@ -235,7 +222,7 @@ pub fn decode_request(body: &[u8]) -> Result<(canonical::Request, Vec<Warning>),
                     content,
                     is_error: false,
                 };
-                push(&mut out.messages, Role::User, vec![part]);
+                push_message(&mut out.messages, Role::User, vec![part]);
             }
             other => w.push(Warning(format!("message with role {other} dropped"))),
         }
@@ -307,14 +294,6 @@ pub fn decode_request(body: &[u8]) -> Result<(canonical::Request, Vec<Warning>),
     Ok((out, w))
 }
 
-/// Appends parts to the last message when it has the same role, else starts a message.
-pub(crate) fn push(messages: &mut Vec<Message>, role: Role, parts: Vec<Part>) {
-    match messages.last_mut() {
-        Some(last) if last.role == role => last.parts.extend(parts),
-        _ => messages.push(Message { role, parts }),
-    }
-}
-
 /// The canonical finish reason of a Chat `finish_reason`.
 pub fn finish_reason(s: &str) -> FinishReason {
     match s {
@@ -327,6 +306,7 @@ pub fn finish_reason(s: &str) -> FinishReason {
 
 /// Decodes a non-stream Chat response into the canonical model.
 pub fn decode_response(body: &[u8]) -> Result<canonical::Response, DecodeError> {
+    object_start(body)?;
     let r: super::Response = serde_json::from_slice(body)?;
     let choice = r
         .choices

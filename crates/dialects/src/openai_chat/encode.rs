@@ -5,7 +5,7 @@ use crate::canonical::{
     self, EncodeOptions, FinishReason, Part, ResponseFormat, Role, ToolChoice, Warning,
     clamp_max_tokens,
 };
-use crate::passthrough::Inspected;
+use crate::scan::Inspected;
 use serde_json::{Map, Value, json};
 use std::ops::Range;
 

@@ -3,7 +3,7 @@
 //! and the encoder from them.
 
 use crate::canonical::{Event, FinishReason, Usage, Warning};
-use crate::passthrough::Tap;
+use crate::scan::Tap;
 use crate::{DecodeError, sse};
 use bytes::{BufMut, BytesMut};
 use serde::de::IgnoredAny;

@@ -5,17 +5,16 @@ use super::NAMESPACE_SEPARATOR;
 use crate::DecodeError;
 use crate::canonical::{
     self, FinishReason, ImageSource, Needs, Opaque, Part, Reasoning, RequestSummary,
-    ResponseFormat, Role, Tool, ToolChoice, Usage, Warning,
+    ResponseFormat, Role, Tool, ToolChoice, Usage, Warning, push_message,
 };
-use crate::openai_chat::decode::{model_of, push};
-use crate::passthrough::{Inspected, Stats, object_start, raw_u32, span_of};
+use crate::scan::{Inspected, Stats, model_of, object_start, raw_u32, span_of};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 #[derive(Deserialize)]
 struct RequestView<'a> {
-    #[serde(borrow, default, deserialize_with = "crate::passthrough::always_some")]
+    #[serde(borrow, default, deserialize_with = "crate::scan::always_some")]
     model: Option<&'a RawValue>,
     #[serde(default)]
     input: Option<Stats>,
@@ -41,6 +40,7 @@ struct TextView {
 
 /// Inspects a Responses request in one borrowed parse.
 pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
+    let object_start = object_start(body)?;
     let view: RequestView<'_> = serde_json::from_slice(body)?;
     let group = model_of(view.model)?;
     let input = view
@@ -69,7 +69,7 @@ pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
         model_span: span_of(body, view.model.expect("model_of checked it")),
         stream_options: None,
         include_usage: false,
-        object_start: object_start(body),
+        object_start,
         max_tokens_span: view.max_output_tokens.map(|r| span_of(body, r)),
     })
 }
@@ -94,6 +94,7 @@ struct UsageView {
 
 /// Reads `usage` from a whole response body.
 pub fn response_usage(body: &[u8]) -> Result<Option<Usage>, DecodeError> {
+    object_start(body)?;
     let view: UsageView = serde_json::from_slice(body)?;
     Ok(view.usage.filter(|u| u.is_object()).map(|u| usage(&u)))
 }
@@ -168,12 +169,12 @@ fn item(it: &Value, out: &mut canonical::Request, w: &mut Vec<Warning>) {
                             .filter_map(|p| if let Part::Text(t) = p { Some(t) } else { None }),
                     );
                 }
-                "system" | "developer" => push(&mut out.messages, Role::System, parts),
-                "assistant" => push(&mut out.messages, Role::Assistant, parts),
-                _ => push(&mut out.messages, Role::User, parts),
+                "system" | "developer" => push_message(&mut out.messages, Role::System, parts),
+                "assistant" => push_message(&mut out.messages, Role::Assistant, parts),
+                _ => push_message(&mut out.messages, Role::User, parts),
             }
         }
-        "function_call" => push(
+        "function_call" => push_message(
             &mut out.messages,
             Role::Assistant,
             vec![Part::ToolCall {
@@ -182,7 +183,7 @@ fn item(it: &Value, out: &mut canonical::Request, w: &mut Vec<Warning>) {
                 arguments: it["arguments"].as_str().unwrap_or("{}").to_string(),
             }],
         ),
-        "custom_tool_call" => push(
+        "custom_tool_call" => push_message(
             &mut out.messages,
             Role::Assistant,
             vec![Part::ToolCall {
@@ -197,7 +198,7 @@ fn item(it: &Value, out: &mut canonical::Request, w: &mut Vec<Warning>) {
                 content: tool_output(&it["output"], w),
                 is_error: false,
             };
-            push(&mut out.messages, Role::User, vec![result]);
+            push_message(&mut out.messages, Role::User, vec![result]);
         }
         "reasoning" => {
             let text = it["summary"]
@@ -211,7 +212,7 @@ fn item(it: &Value, out: &mut canonical::Request, w: &mut Vec<Warning>) {
                 dialect: crate::Dialect::OpenAiResponses,
                 data: d.to_string(),
             });
-            push(
+            push_message(
                 &mut out.messages,
                 Role::Assistant,
                 vec![Part::Reasoning {
@@ -266,6 +267,7 @@ fn tools(v: &Value, out: &mut Vec<Tool>, namespace: Option<&str>, w: &mut Vec<Wa
 
 /// Decodes a Responses request into the canonical model.
 pub fn decode_request(body: &[u8]) -> Result<(canonical::Request, Vec<Warning>), DecodeError> {
+    object_start(body)?;
     let v: Value = serde_json::from_slice(body)?;
     if v.get("previous_response_id").is_some_and(|p| !p.is_null()) {
         return Err(DecodeError::InvalidField {
@@ -346,6 +348,7 @@ pub fn decode_request(body: &[u8]) -> Result<(canonical::Request, Vec<Warning>),
 
 /// Decodes a whole Responses response into the canonical model.
 pub fn decode_response(body: &[u8]) -> Result<canonical::Response, DecodeError> {
+    object_start(body)?;
     let v: Value = serde_json::from_slice(body)?;
     let mut w = Vec::new();
     let mut parts = Vec::new();

@@ -2,11 +2,12 @@
 //! upstreams, and responses (and the items of streams) for Responses clients.
 
 use super::ToolShapes;
+use super::types::{OutputItem, OutputText, ResponseOut, SummaryText};
 use crate::canonical::{
     self, EncodeOptions, FinishReason, Part, ResponseFormat, Role, ToolChoice, Warning,
     clamp_max_tokens,
 };
-use serde::Serialize;
+
 use serde_json::{Map, Value, json};
 
 fn text_parts(parts: &[Part], kind: &str) -> Vec<Value> {
@@ -185,97 +186,6 @@ pub fn encode_request(
     )
 }
 
-/// Responses `usage`, in the API's field order.
-#[derive(Debug, Clone, Serialize)]
-struct UsageOut {
-    input_tokens: u64,
-    input_tokens_details: CachedDetails,
-    output_tokens: u64,
-    output_tokens_details: ReasoningDetails,
-    total_tokens: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct CachedDetails {
-    cached_tokens: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct ReasoningDetails {
-    reasoning_tokens: u64,
-}
-
-impl From<&canonical::Usage> for UsageOut {
-    fn from(u: &canonical::Usage) -> Self {
-        UsageOut {
-            input_tokens: u.input_tokens,
-            input_tokens_details: CachedDetails {
-                cached_tokens: u.cached_input_tokens,
-            },
-            output_tokens: u.output_tokens,
-            output_tokens_details: ReasoningDetails {
-                reasoning_tokens: u.reasoning_tokens,
-            },
-            total_tokens: u.input_tokens + u.output_tokens,
-        }
-    }
-}
-
-/// An output item of a response, borrowing what it can.
-#[derive(Debug, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub(super) enum OutputItem<'a> {
-    Message {
-        id: String,
-        status: &'a str,
-        role: &'static str,
-        content: [OutputText<'a>; 1],
-    },
-    FunctionCall {
-        id: String,
-        status: &'a str,
-        call_id: &'a str,
-        name: &'a str,
-        arguments: &'a str,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        namespace: Option<&'a str>,
-    },
-    CustomToolCall {
-        id: String,
-        status: &'a str,
-        call_id: &'a str,
-        name: &'a str,
-        input: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        namespace: Option<&'a str>,
-    },
-    Reasoning {
-        id: String,
-        summary: Vec<SummaryText<'a>>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        encrypted_content: Option<&'a str>,
-    },
-}
-
-impl OutputItem<'_> {
-    fn is_reasoning(&self) -> bool {
-        matches!(self, OutputItem::Reasoning { .. })
-    }
-}
-
-#[derive(Debug, Serialize)]
-#[serde(tag = "type", rename = "output_text")]
-pub(super) struct OutputText<'a> {
-    pub(super) text: &'a str,
-    pub(super) annotations: [(); 0],
-}
-
-#[derive(Debug, Serialize)]
-#[serde(tag = "type", rename = "summary_text")]
-pub(super) struct SummaryText<'a> {
-    pub(super) text: &'a str,
-}
-
 pub(super) fn call_out<'a>(
     id: String,
     call_id: &'a str,
@@ -338,63 +248,6 @@ pub(super) fn reasoning_out<'a>(
             vec![SummaryText { text: summary }]
         },
         encrypted_content: encrypted,
-    }
-}
-
-/// The Responses `response` object, in the API's field order.
-#[derive(Debug, Serialize)]
-pub(super) struct ResponseOut<'a, T> {
-    id: &'a str,
-    object: &'static str,
-    created_at: u64,
-    status: &'a str,
-    pub(super) error: Option<ErrorOut<'a>>,
-    incomplete_details: Option<IncompleteDetails>,
-    model: &'a str,
-    output: T,
-    parallel_tool_calls: bool,
-    tool_choice: &'static str,
-    tools: [(); 0],
-    usage: Option<UsageOut>,
-}
-
-/// The `error` of a failed response.
-#[derive(Debug, Serialize)]
-pub(super) struct ErrorOut<'a> {
-    pub(super) code: &'a str,
-    pub(super) message: &'a str,
-}
-
-#[derive(Debug, Serialize)]
-struct IncompleteDetails {
-    reason: &'static str,
-}
-
-impl<'a, T: Serialize> ResponseOut<'a, T> {
-    pub(super) fn new(
-        id: &'a str,
-        model: &'a str,
-        created: u64,
-        status: &'a str,
-        output: T,
-        usage: Option<&canonical::Usage>,
-    ) -> Self {
-        ResponseOut {
-            id,
-            object: "response",
-            created_at: created,
-            status,
-            error: None,
-            incomplete_details: (status == "incomplete").then_some(IncompleteDetails {
-                reason: "max_output_tokens",
-            }),
-            model,
-            output,
-            parallel_tool_calls: true,
-            tool_choice: "auto",
-            tools: [],
-            usage: usage.map(UsageOut::from),
-        }
     }
 }
 

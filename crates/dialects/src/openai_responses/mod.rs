@@ -1,10 +1,12 @@
 //! OpenAI Responses (`POST /v1/responses`, Codex's dialect): passthrough inspection, translation
 //! to and from the canonical model (requests, responses, stream events) and the stream tap.
-//! Errors use the OpenAI shape (`openai_chat::error`); streams end with `response.failed`.
+//! Errors use the OpenAI shape; streams end with `response.failed` (`error`).
 
 pub mod decode;
 pub mod encode;
+pub mod error;
 pub mod stream;
+pub mod types;
 
 use std::collections::HashMap;
 

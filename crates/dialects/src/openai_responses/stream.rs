@@ -3,17 +3,18 @@
 //! `sequence_number` increasing and `output_index`/`item_id`/`content_index` stable.
 
 use super::ToolShapes;
-use super::encode::{
-    ErrorOut, OutputItem, OutputText, ResponseOut, SummaryText, call_out, message_out,
-    reasoning_out, response_id,
+use super::encode::{call_out, message_out, reasoning_out, response_id};
+use super::types::{
+    AddedMessage, ArgsEv, At, DeltaEv, ErrorOut, ItemEv, Numbered, OutputItem, OutputText, Part,
+    PartEv, ResponseEv, ResponseOut, SummaryText, TextDone,
 };
 use crate::canonical::{Event, FinishReason, Usage};
-use crate::passthrough::Tap;
+use crate::scan::Tap;
 use crate::{DecodeError, sse};
 use bytes::{BufMut, BytesMut};
 use serde::Serialize;
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 
 /// Classifies one event of a Responses stream for the passthrough tap.
 pub fn tap_event(event: Option<&str>, data: &[u8]) -> Tap {
@@ -508,122 +509,4 @@ impl StreamEncoder {
             }
         }
     }
-}
-
-/// An event: its type and sequence number, then its own fields.
-#[derive(Serialize)]
-struct Numbered<B> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    sequence_number: u64,
-    #[serde(flatten)]
-    body: B,
-}
-
-/// Where an item event points: the item, and for text events the part within it.
-#[derive(Serialize, Clone, Copy)]
-struct At<'a> {
-    item_id: &'a str,
-    output_index: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content_index: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    summary_index: Option<u32>,
-}
-
-impl<'a> At<'a> {
-    /// The item itself (tool call events).
-    fn item(item_id: &'a str, output_index: usize) -> Self {
-        At {
-            item_id,
-            output_index,
-            content_index: None,
-            summary_index: None,
-        }
-    }
-}
-
-/// `response.created`, `.in_progress`, `.completed`, `.incomplete`, `.failed`.
-#[derive(Serialize)]
-struct ResponseEv<'a> {
-    response: ResponseOut<'a, &'a [Box<RawValue>]>,
-}
-
-/// `response.output_item.added` / `.done`.
-#[derive(Serialize)]
-struct ItemEv<I> {
-    output_index: usize,
-    item: I,
-}
-
-/// The message item as `response.output_item.added` announces it (no content yet).
-#[derive(Serialize)]
-struct AddedMessage<'a> {
-    id: &'a str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    status: &'static str,
-    role: &'static str,
-    content: [(); 0],
-}
-
-/// A content or summary part.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Part<'a> {
-    Text(OutputText<'a>),
-    Summary(SummaryText<'a>),
-}
-
-/// `response.content_part.*` / `response.reasoning_summary_part.*`.
-#[derive(Serialize)]
-struct PartEv<'a> {
-    #[serde(flatten)]
-    at: At<'a>,
-    part: Part<'a>,
-}
-
-/// The per-token `*.delta` events.
-#[derive(Serialize)]
-struct DeltaEv<'a> {
-    #[serde(flatten)]
-    at: At<'a>,
-    delta: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    logprobs: Option<[(); 0]>,
-}
-
-/// `response.output_text.done` / `response.reasoning_summary_text.done`.
-#[derive(Serialize)]
-struct TextDone<'a> {
-    #[serde(flatten)]
-    at: At<'a>,
-    text: &'a str,
-}
-
-/// Tool call argument (or custom tool input) events.
-#[derive(Serialize, Clone, Copy)]
-struct ArgsEv<'a> {
-    #[serde(flatten)]
-    at: At<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    delta: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    input: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    arguments: Option<&'a str>,
-}
-
-/// The event that ends a Responses stream with an error once it has begun (Codex and the SDK
-/// read `response.failed`).
-pub fn encode_stream_error(message: &str, code: Option<&str>) -> bytes::Bytes {
-    let v = json!({
-        "type": "response.failed", "sequence_number": 1_000_000,
-        "response": {"id": "resp_error", "object": "response", "status": "failed", "output": [],
-                     "error": {"code": code.unwrap_or("server_error"), "message": message}},
-    });
-    sse::encode(
-        Some("response.failed"),
-        &serde_json::to_vec(&v).expect("JSON serialises"),
-    )
 }

@@ -1,13 +1,11 @@
 //! The operator surface: `/metrics` (metrics-admin), usage reports, per-request lookups and
 //! exports (report-admin), and a caller's own usage summary (caller). Admin roles include all.
+//! Errors come from the one renderer ([`Error::into_response`]), in the OpenAI shape.
 
-mod time;
-
-pub use time::parse_time_ms;
-
-use crate::auth::{AuthFailure, Caller, Role};
+use crate::auth::{Caller, Role};
 use crate::error::Error;
-use crate::server::AppState;
+use crate::state::AppState;
+use crate::time::parse_time_ms;
 use crate::usage::store::{self, Dimension, ReportQuery};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -22,23 +20,28 @@ use std::sync::atomic::Ordering;
 type Answer = Result<Response, Response>;
 
 /// Authenticates a token that holds any of `roles` (admin holds them all); the refusal is the
-/// 401/403 response, in the OpenAI shape.
+/// 401/403 response.
 #[allow(clippy::result_large_err)] // the refusal is the response itself, built only when refused
 fn require(state: &AppState, headers: &HeaderMap, roles: &[Role]) -> Result<Arc<Caller>, Response> {
-    let refused = |e: Error| e.into_response(Dialect::OpenAiChat);
-    let caller = state.auth.authenticate(headers).map_err(|f| {
-        refused(match f {
-            AuthFailure::Missing => Error::MissingToken,
-            AuthFailure::Unknown => Error::InvalidToken,
-        })
-    })?;
-    if roles.iter().any(|r| caller.has(*r)) {
-        Ok(caller)
-    } else {
-        Err(refused(Error::Forbidden {
-            role: roles[0].as_str(),
-        }))
-    }
+    state.auth.require(headers, roles).map_err(refuse)
+}
+
+/// An error as the operator API answers it.
+fn refuse(e: Error) -> Response {
+    e.into_response(Dialect::OpenAiChat)
+}
+
+fn bad_request(reason: String) -> Response {
+    refuse(Error::InvalidQuery { reason })
+}
+
+fn store_unavailable(e: impl std::fmt::Display) -> Response {
+    tracing::warn!(error = %e, "usage store query failed");
+    refuse(Error::StoreUnavailable)
+}
+
+fn no_store() -> Response {
+    refuse(Error::StoreUnavailable)
 }
 
 fn json_response(status: StatusCode, body: String) -> Response {
@@ -49,33 +52,6 @@ fn json_response(status: StatusCode, body: String) -> Response {
         HeaderValue::from_static("application/json"),
     );
     r
-}
-
-fn bad_request(message: String) -> Response {
-    let body =
-        dialects::openai_chat::error::encode_error(400, &message, None, Some("invalid_query"));
-    json_response(
-        StatusCode::BAD_REQUEST,
-        String::from_utf8_lossy(&body).into_owned(),
-    )
-}
-
-fn no_store() -> Response {
-    store_unavailable("no usage store configured")
-}
-
-fn store_unavailable(e: impl std::fmt::Display) -> Response {
-    tracing::warn!(error = %e, "usage store query failed");
-    let body = dialects::openai_chat::error::encode_error(
-        503,
-        "the usage store is unavailable",
-        None,
-        Some("store_unavailable"),
-    );
-    json_response(
-        StatusCode::SERVICE_UNAVAILABLE,
-        String::from_utf8_lossy(&body).into_owned(),
-    )
 }
 
 /// `GET /metrics`: Prometheus text, for metrics-admin tokens.
@@ -93,6 +69,8 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Answe
             .set(s.spool_bytes.load(Ordering::Relaxed) as i64);
         m.usage_store_up
             .set(i64::from(s.store_up.load(Ordering::Relaxed)));
+        m.usage_spool_rejected
+            .set(s.spool_rejected.load(Ordering::Relaxed) as i64);
     }
     for t in state.config.groups.iter().flat_map(|g| &g.targets) {
         let names = state.recorder.target(t.id);
@@ -223,16 +201,12 @@ pub async fn request_detail(
     let store = state.store.as_ref().ok_or_else(no_store)?;
     let records = store.by_request_id(&id).await.map_err(store_unavailable)?;
     if records.is_empty() {
-        let body = dialects::openai_chat::error::encode_error(
-            404,
-            &format!("no usage record for request {id}"),
-            None,
-            Some("not_found"),
-        );
-        return Err(json_response(
-            StatusCode::NOT_FOUND,
-            String::from_utf8_lossy(&body).into_owned(),
-        ));
+        return Err(refuse(Error::NotFound {
+            what: format!(
+                "no usage record for request {}",
+                crate::bounds::clip(&id, crate::bounds::MAX_ID_LEN)
+            ),
+        }));
     }
     let records: Vec<serde_json::Value> = records.iter().map(record_json).collect();
     Ok(json_response(

@@ -1,25 +1,17 @@
 //! Caller authentication: router tokens (never provider keys) mapped to callers by their
 //! SHA-256, compared in constant time.
 
-use crate::config::{CallerConfig, Config, Roles};
+use crate::config::{CallerConfig, Config, Roles, hash_token};
+use crate::error::Error;
 use http::HeaderMap;
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
-
-/// SHA-256 of a token, as stored in `token_sha256`.
-pub fn hash_token(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
-
-/// The hex form of [`hash_token`], as `smart-router hash-token` prints it.
-pub fn hash_token_hex(token: &str) -> String {
-    crate::config::hex(&hash_token(token))
-}
 
 /// An authenticated caller.
 #[derive(Debug)]
 pub struct Caller {
+    /// Position in the config's `callers` (indexes per-caller tables built at load).
+    pub index: usize,
     /// Name.
     pub name: String,
     /// Project.
@@ -91,16 +83,19 @@ pub enum AuthFailure {
 #[derive(Debug)]
 pub struct Authenticator {
     entries: Vec<([u8; 32], Arc<Caller>)>,
+    callers: Vec<Arc<Caller>>,
 }
 
 impl Authenticator {
     /// Builds the table from a validated config.
     pub fn new(config: &Config) -> Self {
-        let entries = config
+        let entries: Vec<([u8; 32], Arc<Caller>)> = config
             .callers
             .iter()
-            .map(|c: &CallerConfig| {
+            .enumerate()
+            .map(|(index, c): (usize, &CallerConfig)| {
                 let caller = Caller {
+                    index,
                     name: c.name.clone(),
                     project: c.project.clone(),
                     team: c.team.clone(),
@@ -112,7 +107,29 @@ impl Authenticator {
                 (c.token_sha256, Arc::new(caller))
             })
             .collect();
-        Authenticator { entries }
+        let callers = entries.iter().map(|(_, c)| c.clone()).collect();
+        Authenticator { entries, callers }
+    }
+
+    /// Every caller, in config order.
+    pub fn callers(&self) -> &[Arc<Caller>] {
+        &self.callers
+    }
+
+    /// The caller presenting a token that holds any of `roles` (admin holds them all):
+    /// 401 without a known token, 403 without the role.
+    pub fn require(&self, headers: &HeaderMap, roles: &[Role]) -> Result<Arc<Caller>, Error> {
+        let caller = self.authenticate(headers).map_err(|f| match f {
+            AuthFailure::Missing => Error::MissingToken,
+            AuthFailure::Unknown => Error::InvalidToken,
+        })?;
+        if roles.iter().any(|r| caller.has(*r)) {
+            Ok(caller)
+        } else {
+            Err(Error::Forbidden {
+                role: roles.first().map_or("admin", |r| r.as_str()),
+            })
+        }
     }
 
     /// The caller presenting the token in `headers`. Every entry is compared, in constant time.
@@ -162,7 +179,7 @@ mod tests {
         h.insert("authorization", "Basic abc".parse().unwrap());
         assert_eq!(presented_token(&h), None);
         assert_eq!(
-            hash_token_hex("demo"),
+            crate::config::hash_token_hex("demo"),
             "2a97516c354b68848cdbd8f54a226a0a55b21ed138e207ad6c5cbb9c00aa5aea"
         );
     }

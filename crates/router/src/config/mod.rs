@@ -8,11 +8,12 @@ mod secret;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors, suggest};
-pub use secret::{Secret, SecretError, SecretSource, resolve_secret};
-pub(crate) use validate::hex;
+pub use secret::{Secret, SecretError, SecretSource, hash_token, hash_token_hex, resolve_secret};
+pub use validate::hex;
 pub use validate::{parse, validate};
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// A validated configuration.
@@ -41,10 +42,14 @@ pub struct Config {
 impl Config {
     /// The group named `name`.
     pub fn group(&self, name: &str) -> Option<&GroupConfig> {
+        self.group_index(name).map(|i| &self.groups[i])
+    }
+
+    /// Index in `groups` of the group named `name`.
+    pub fn group_index(&self, name: &str) -> Option<usize> {
         self.groups
             .binary_search_by(|g| g.name.as_str().cmp(name))
             .ok()
-            .map(|i| &self.groups[i])
     }
 }
 
@@ -63,6 +68,12 @@ pub struct ServerConfig {
     pub name: String,
     /// Accept queue length (the kernel caps it at `net.core.somaxconn`).
     pub listen_backlog: u32,
+    /// Longest wait for a complete request head.
+    pub header_read_timeout: Duration,
+    /// Longest idle time of a keep-alive connection.
+    pub idle_timeout: Duration,
+    /// Most open client connections (`None`: derived from the file limit at start).
+    pub max_connections: Option<usize>,
 }
 
 /// `[routing]`, validated.
@@ -98,7 +109,24 @@ pub struct StoreConfig {
     /// Retention of usage records (0 keeps them forever).
     pub retention_days: u32,
     /// The usage writer's settings.
-    pub writer: crate::usage::WriterConfig,
+    pub writer: WriterConfig,
+}
+
+/// Writer settings.
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// Records per batch.
+    pub batch_size: usize,
+    /// Longest a record waits before its batch is written.
+    pub flush_interval: Duration,
+    /// Queue capacity (records); when full, new records are dropped and counted.
+    pub queue_capacity: usize,
+    /// The spool file.
+    pub spool_path: PathBuf,
+    /// Largest spool; past it, records are dropped and counted (and readiness fails).
+    pub spool_max_bytes: u64,
+    /// How often a failed store is retried.
+    pub retry_interval: Duration,
 }
 
 /// The provider kinds, each implemented by one module under `upstream/`.
@@ -132,12 +160,18 @@ pub struct ProviderConfig {
     pub base_url: String,
     /// The credential sent upstream.
     pub api_key: Option<Secret>,
-    /// Extra headers for every request.
+    /// Extra headers for every request (values marked sensitive: `Debug` hides them).
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// Connect timeout.
     pub connect_timeout: Duration,
     /// Longest wait for headers or between two body chunks.
     pub read_timeout: Duration,
+    /// Largest whole response body read.
+    pub max_response_bytes: usize,
+    /// Largest stream event read.
+    pub max_event_bytes: usize,
+    /// Idle pooled connections are closed after this long.
+    pub pool_idle_timeout: Duration,
 }
 
 /// How a group orders its targets.

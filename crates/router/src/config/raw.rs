@@ -48,6 +48,16 @@ pub struct RawServer {
     /// Connections the kernel queues before they are accepted.
     #[serde(default = "default_backlog")]
     pub listen_backlog: u32,
+    /// Longest a connection may take to send a complete request head (from its accept, or
+    /// from the end of its previous response).
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout_ms: u64,
+    /// Longest a keep-alive connection may sit idle between requests.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_ms: u64,
+    /// Most open client connections; 0 derives it from the process's file limit.
+    #[serde(default)]
+    pub max_connections: usize,
 }
 
 impl Default for RawServer {
@@ -59,6 +69,9 @@ impl Default for RawServer {
             drain_timeout_ms: default_drain_timeout(),
             name: default_name(),
             listen_backlog: default_backlog(),
+            header_read_timeout_ms: default_header_read_timeout(),
+            idle_timeout_ms: default_idle_timeout(),
+            max_connections: 0,
         }
     }
 }
@@ -68,6 +81,12 @@ fn default_listen() -> String {
 }
 fn default_backlog() -> u32 {
     4096
+}
+fn default_header_read_timeout() -> u64 {
+    10_000
+}
+fn default_idle_timeout() -> u64 {
+    60_000
 }
 fn default_max_body() -> u64 {
     32 * 1024 * 1024
@@ -198,7 +217,8 @@ pub struct RawProvider {
     /// `env:NAME`, `file:/path`, or inline.
     #[serde(default)]
     pub api_key: Option<String>,
-    /// Extra headers sent with every request to this provider.
+    /// Extra headers sent with every request to this provider; values may be `env:NAME` or
+    /// `file:/path` references like `api_key`.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// TCP (and TLS) connect timeout.
@@ -207,6 +227,15 @@ pub struct RawProvider {
     /// Longest wait for response headers or between two body chunks.
     #[serde(default = "default_read_timeout")]
     pub read_timeout_ms: u64,
+    /// Largest whole (non-stream) response body read from the provider.
+    #[serde(default = "default_max_response_bytes")]
+    pub max_response_bytes: u64,
+    /// Largest single stream event (or unfinished line) read from the provider.
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: u64,
+    /// How long an idle pooled connection to the provider is kept.
+    #[serde(default = "default_pool_idle_timeout")]
+    pub pool_idle_timeout_ms: u64,
 }
 
 fn default_connect_timeout() -> u64 {
@@ -214,6 +243,15 @@ fn default_connect_timeout() -> u64 {
 }
 fn default_read_timeout() -> u64 {
     300_000
+}
+fn default_max_response_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_max_event_bytes() -> u64 {
+    16 * 1024 * 1024
+}
+fn default_pool_idle_timeout() -> u64 {
+    90_000
 }
 
 /// `[groups.NAME]`.

@@ -1,7 +1,18 @@
 //! Secrets (provider keys, plain caller tokens): resolved from `env:NAME` or `file:/path`
 //! references, and never printed.
 
+use sha2::{Digest, Sha256};
 use std::fmt;
+
+/// SHA-256 of a caller token, as `token_sha256` stores it.
+pub fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The hex form of [`hash_token`], as `smart-router hash-token` prints it.
+pub fn hash_token_hex(token: &str) -> String {
+    super::hex(&hash_token(token))
+}
 
 /// A secret value. `Debug` and `Display` print `***`; only [`Secret::expose`] reveals it.
 #[derive(Clone, PartialEq, Eq)]

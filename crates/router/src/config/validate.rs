@@ -36,7 +36,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
 }
 
 /// Lower-case hex of bytes.
-pub(crate) fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -68,7 +68,7 @@ pub fn validate(raw: RawConfig, hash: String) -> Result<Config, Vec<ConfigError>
     let store = StoreConfig {
         url: rs.url.clone(),
         retention_days: rs.retention_days,
-        writer: crate::usage::WriterConfig {
+        writer: WriterConfig {
             batch_size: rs.batch_size.max(1),
             flush_interval: Duration::from_millis(rs.flush_interval_ms.max(1)),
             queue_capacity: rs.queue_capacity.max(1),
@@ -186,6 +186,8 @@ fn validate_server(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option<Ser
         ("max_body_bytes", s.max_body_bytes),
         ("request_timeout_ms", s.request_timeout_ms),
         ("listen_backlog", u64::from(s.listen_backlog)),
+        ("header_read_timeout_ms", s.header_read_timeout_ms),
+        ("idle_timeout_ms", s.idle_timeout_ms),
     ] {
         if v == 0 {
             errors.push(ConfigError::InvalidValue {
@@ -201,6 +203,9 @@ fn validate_server(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option<Ser
         drain_timeout: Duration::from_millis(s.drain_timeout_ms),
         name: s.name.clone(),
         listen_backlog: s.listen_backlog,
+        header_read_timeout: Duration::from_millis(s.header_read_timeout_ms),
+        idle_timeout: Duration::from_millis(s.idle_timeout_ms),
+        max_connections: (s.max_connections > 0).then_some(s.max_connections),
     })
 }
 
@@ -243,15 +248,41 @@ fn validate_provider(
     };
     let mut headers = Vec::new();
     for (k, v) in &p.headers {
+        let key_path = format!("{path}.headers.{k}");
+        let value = match resolve_secret(v) {
+            Ok((secret, _)) => secret,
+            Err(source) => {
+                errors.push(ConfigError::Secret {
+                    path: key_path,
+                    source,
+                });
+                continue;
+            }
+        };
         match (
             http::HeaderName::from_bytes(k.as_bytes()),
-            http::HeaderValue::from_str(v),
+            http::HeaderValue::from_str(value.expose()),
         ) {
-            (Ok(k), Ok(v)) => headers.push((k, v)),
+            (Ok(k), Ok(mut v)) => {
+                v.set_sensitive(true);
+                headers.push((k, v));
+            }
             _ => errors.push(ConfigError::InvalidValue {
-                path: format!("{path}.headers.{k}"),
+                path: key_path,
                 reason: "not a valid HTTP header name and value".into(),
             }),
+        }
+    }
+    for (key, v) in [
+        ("max_response_bytes", p.max_response_bytes),
+        ("max_event_bytes", p.max_event_bytes),
+        ("read_timeout_ms", p.read_timeout_ms),
+    ] {
+        if v == 0 {
+            errors.push(ConfigError::InvalidValue {
+                path: format!("{path}.{key}"),
+                reason: "must be greater than 0".into(),
+            });
         }
     }
     Some(ProviderConfig {
@@ -262,6 +293,9 @@ fn validate_provider(
         headers,
         connect_timeout: Duration::from_millis(p.connect_timeout_ms),
         read_timeout: Duration::from_millis(p.read_timeout_ms),
+        max_response_bytes: usize::try_from(p.max_response_bytes).unwrap_or(usize::MAX),
+        max_event_bytes: usize::try_from(p.max_event_bytes).unwrap_or(usize::MAX),
+        pool_idle_timeout: Duration::from_millis(p.pool_idle_timeout_ms),
     })
 }
 
@@ -510,7 +544,7 @@ fn caller_token_hash(
                         "{path}.token: written inline; use token_sha256, env:NAME or file:/path"
                     ));
                 }
-                Some(crate::auth::hash_token(secret.expose()))
+                Some(hash_token(secret.expose()))
             }
             Err(source) => {
                 errors.push(ConfigError::Secret {
@@ -572,7 +606,7 @@ mod tests {
         assert_eq!(c.groups[0].strategy, Strategy::Priority);
         assert!(c.groups[0].targets[0].capabilities.tools);
         assert_eq!(c.groups[0].targets[0].price.unwrap().cached_input, 1.0);
-        assert_eq!(c.callers[0].token_sha256, crate::auth::hash_token("tok"));
+        assert_eq!(c.callers[0].token_sha256, hash_token("tok"));
         assert!(c.callers[0].roles.caller);
         assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
         assert_eq!(c.hash.len(), 64);
@@ -633,7 +667,7 @@ mod tests {
     fn duplicate_tokens_and_type_errors() {
         let dup = GOOD.to_string()
             + "\n[[callers]]\nname = \"b\"\ntoken_sha256 = \""
-            + &hex(&crate::auth::hash_token("tok"))
+            + &hex(&hash_token("tok"))
             + "\"\n";
         let errs = parse(&dup).unwrap_err().to_string();
         assert!(

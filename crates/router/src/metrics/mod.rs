@@ -3,7 +3,7 @@
 //! group name the config does not declare is counted as `unknown` (callers cannot mint series).
 //! Label values are interned `Arc<str>`s or static strings, so counting a request copies none.
 
-use crate::usage::RequestOutcome;
+use crate::outcome::RequestOutcome;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -80,6 +80,13 @@ pub struct SurfaceLabels {
     pub surface: &'static str,
 }
 
+/// Labels of connection closes.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CloseLabels {
+    /// `header_timeout`, `idle_timeout` or `evicted`.
+    pub reason: &'static str,
+}
+
 /// Labels of per-group series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GroupLabels {
@@ -123,6 +130,12 @@ pub struct Metrics {
     pub usage_store_up: Gauge,
     /// 1 per target cooling down.
     pub target_cooling: Family<TargetLabels, Gauge>,
+    /// Usage spool lines that could not be read back (set to the writer's count).
+    pub usage_spool_rejected: Gauge,
+    /// Open client connections.
+    pub connections_open: Gauge,
+    /// Client connections the router closed, by reason.
+    connections_closed: Family<CloseLabels, Counter>,
     /// Configured group names, interned.
     groups: HashMap<String, Arc<str>>,
     /// `none` and `unknown`, interned.
@@ -228,6 +241,18 @@ impl Metrics {
             "usage_store_up",
             "1 when the usage store answers",
         );
+        let usage_spool_rejected = gauge(
+            &mut registry,
+            "usage_spool_rejected_lines",
+            "Usage spool lines that could not be read back (kept aside in SPOOL.rejected)",
+        );
+        let connections_open = gauge(&mut registry, "connections_open", "Open client connections");
+        let connections_closed = Family::<CloseLabels, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Client connections closed by the router (header_timeout, idle_timeout, evicted at the connection cap)",
+            connections_closed.clone(),
+        );
         let target_cooling = Family::<TargetLabels, Gauge>::default();
         registry.register(
             "target_cooling",
@@ -252,6 +277,9 @@ impl Metrics {
             usage_spool_bytes,
             usage_store_up,
             target_cooling,
+            usage_spool_rejected,
+            connections_open,
+            connections_closed,
             groups: HashMap::new(),
             none: Arc::from("none"),
             unknown: Arc::from("unknown"),
@@ -264,6 +292,15 @@ impl Metrics {
         match group {
             None => self.none.clone(),
             Some(g) => self.groups.get(g).unwrap_or(&self.unknown).clone(),
+        }
+    }
+
+    /// Counts `n` client connections the router closed for `reason`.
+    pub fn connections_closed(&self, reason: &'static str, n: u64) {
+        if n > 0 {
+            self.connections_closed
+                .get_or_create(&CloseLabels { reason })
+                .inc_by(n);
         }
     }
 

@@ -1,7 +1,8 @@
-//! Per-request context: request id (accepted or generated, returned on every response), start
-//! time, a tracing span, and catching handler panics as 500s.
+//! Per-request middleware: the [`Arrival`] (request id accepted or generated, returned on every
+//! response; arrival times), a tracing span, and catching handler panics as 500s.
 
 use crate::error::Error;
+use crate::pipeline::Arrival;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -13,36 +14,19 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tracing::Instrument;
 
-/// What every handler knows about its request.
-#[derive(Debug, Clone)]
-pub struct RequestContext {
-    /// The request id (caller's if valid, else a new UUIDv7).
-    pub request_id: Arc<str>,
-    /// Arrival time, for latencies.
-    pub started: Instant,
-    /// Arrival wall-clock time, for records.
-    pub started_at: SystemTime,
-}
-
-/// The caller's `x-request-id` if printable ASCII of at most 128 characters.
-fn accepted_request_id(v: &HeaderValue) -> Option<&str> {
-    let s = v.to_str().ok()?;
-    let ok = !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic());
-    ok.then_some(s)
-}
-
-/// Middleware: sets up the [`RequestContext`], runs the handler inside a span with the request
+/// Middleware: sets up the [`Arrival`], runs the handler inside a span with the request
 /// id, turns a panic into a 500, and puts `x-request-id` on the response.
 pub async fn request_context(mut req: Request, next: Next) -> Response {
     let request_id: Arc<str> = match req
         .headers()
         .get("x-request-id")
-        .and_then(accepted_request_id)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::bounds::id)
     {
         Some(id) => id.into(),
         None => crate::ids::uuid_v7().into(),
     };
-    let ctx = RequestContext {
+    let ctx = Arrival {
         request_id: request_id.clone(),
         started: Instant::now(),
         started_at: SystemTime::now(),

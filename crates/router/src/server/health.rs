@@ -1,11 +1,12 @@
 //! `/livez`, `/readyz`, `/version`: no token needed, nothing about callers, groups or providers.
 
-use super::AppState;
+use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde_json::json;
+use std::sync::atomic::Ordering;
 
 /// Claude Code's connectivity check (`HEAD /api/hello` on its base URL): answered without auth.
 pub async fn hello() -> Response {
@@ -17,18 +18,27 @@ pub async fn livez() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
-/// Ready to take traffic: config loaded and not draining. Names the failing check otherwise.
+/// Ready to take traffic: config loaded, not draining, and usage can be kept (the store
+/// answers, or the spool has room). Names the failing check otherwise.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    if state.draining() {
+    let draining = state.draining();
+    let usage_ok = state.recorder.writer().is_none_or(|w| {
+        w.stats.store_up.load(Ordering::Relaxed) || !w.stats.spool_full.load(Ordering::Relaxed)
+    });
+    let word = |ok: bool| if ok { "ok" } else { "failing" };
+    let checks = json!({
+        "config": "ok",
+        "draining": word(!draining),
+        "usage_store": word(usage_ok),
+    });
+    if draining || !usage_ok {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(
-                json!({"status": "unavailable", "checks": {"config": "ok", "draining": "failing"}}),
-            ),
+            Json(json!({"status": "unavailable", "checks": checks})),
         )
             .into_response();
     }
-    Json(json!({"status": "ok", "checks": {"config": "ok", "draining": "ok"}})).into_response()
+    Json(json!({"status": "ok", "checks": checks})).into_response()
 }
 
 /// Version, commit, build date and config hash.

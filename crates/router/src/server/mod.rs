@@ -1,124 +1,36 @@
-//! The HTTP server: shared state, routes, per-request context and graceful shutdown.
+//! The HTTP server: routes, the per-request middleware (request id, span, panic guard), the
+//! health and model-list endpoints, and client connection handling (cap, timeouts, drain).
 
+mod connections;
 mod context;
 mod health;
 mod models;
 
-pub use context::RequestContext;
-pub(crate) use models::require_caller;
+pub use connections::Limits;
 
-use crate::auth::Authenticator;
-use crate::config::Config;
 use crate::error::Error;
-use crate::routing::{Affinity, Health, RoutingState};
-use crate::upstream::Provider;
-use crate::usage::Recorder;
+use crate::state::AppState;
 use axum::Router;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use dialects::Dialect;
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
-
-/// What `/version` reports about the build.
-#[derive(Debug, Clone)]
-pub struct BuildInfo {
-    /// Crate version.
-    pub version: &'static str,
-    /// Git commit the binary was built from.
-    pub commit: &'static str,
-    /// Build date (UTC, RFC 3339).
-    pub build_date: &'static str,
-}
-
-impl Default for BuildInfo {
-    fn default() -> Self {
-        BuildInfo {
-            version: env!("CARGO_PKG_VERSION"),
-            commit: "unknown",
-            build_date: "unknown",
-        }
-    }
-}
-
-/// Everything a request handler needs, shared by all requests.
-#[derive(Debug)]
-pub struct Runtime {
-    /// The validated configuration.
-    pub config: Config,
-    /// Token -> caller.
-    pub auth: Authenticator,
-    /// One client per provider, indexed like `config.providers`.
-    pub providers: Vec<Provider>,
-    /// Where finished request outcomes go.
-    pub recorder: Arc<Recorder>,
-    /// Per-target health.
-    pub health: Health,
-    /// The usage store, for reports (the writer has its own handle).
-    pub store: Option<Arc<dyn crate::usage::store::UsageStore>>,
-    /// Session affinity.
-    pub affinity: Affinity,
-    /// Build metadata.
-    pub build: BuildInfo,
-    draining: AtomicBool,
-}
-
-impl Runtime {
-    /// Builds the runtime for a validated config.
-    pub fn new(
-        config: Config,
-        recorder: Recorder,
-        build: BuildInfo,
-        store: Option<Arc<dyn crate::usage::store::UsageStore>>,
-    ) -> Self {
-        let providers = config.providers.iter().map(Provider::new).collect();
-        Runtime {
-            store,
-            health: Health::new(config.target_count, &config.routing),
-            affinity: Affinity::new(
-                config.routing.affinity_max_sessions,
-                config.routing.affinity_ttl,
-            ),
-            auth: Authenticator::new(&config),
-            providers,
-            recorder: Arc::new(recorder),
-            build,
-            config,
-            draining: AtomicBool::new(false),
-        }
-    }
-
-    /// What routing consults besides the config.
-    pub fn routing_state(&self) -> RoutingState<'_> {
-        RoutingState {
-            health: &self.health,
-            affinity: &self.affinity,
-        }
-    }
-
-    /// Whether shutdown has begun.
-    pub fn draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
-    }
-}
-
-/// Shared state handed to handlers.
-pub type AppState = Arc<Runtime>;
 
 /// The router's routes and middleware.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route("/v1/chat/completions", post(crate::proxy::chat_completions))
-        .route("/v1/messages", post(crate::proxy::messages))
+        .route(
+            "/v1/chat/completions",
+            post(crate::pipeline::chat_completions),
+        )
+        .route("/v1/messages", post(crate::pipeline::messages))
         .route(
             "/v1/responses",
-            post(crate::proxy::responses).get(crate::proxy::responses_upgrade),
+            post(crate::pipeline::responses).get(crate::pipeline::responses_upgrade),
         )
         .route(
             "/v1/messages/count_tokens",
-            post(crate::proxy::count_tokens),
+            post(crate::pipeline::count_tokens),
         )
         .route("/api/hello", axum::routing::any(health::hello))
         .route("/v1/models", get(models::list))
@@ -137,10 +49,14 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+fn echo_path(uri: &http::Uri) -> String {
+    crate::bounds::clip(uri.path(), crate::bounds::MAX_PATH_LEN).into_owned()
+}
+
 async fn unknown_route(method: http::Method, uri: http::Uri) -> axum::response::Response {
     Error::UnknownRoute {
         method: method.to_string(),
-        path: uri.path().to_string(),
+        path: echo_path(&uri),
     }
     .into_response(Dialect::OpenAiChat)
 }
@@ -148,7 +64,7 @@ async fn unknown_route(method: http::Method, uri: http::Uri) -> axum::response::
 async fn method_not_allowed(method: http::Method, uri: http::Uri) -> axum::response::Response {
     Error::MethodNotAllowed {
         method: method.to_string(),
-        path: uri.path().to_string(),
+        path: echo_path(&uri),
     }
     .into_response(Dialect::OpenAiChat)
 }
@@ -167,14 +83,6 @@ pub fn bind(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpList
     socket.listen(backlog)
 }
 
-/// Sends small writes (SSE events, the end of a chunked body) at once: without it, Nagle's
-/// algorithm and the client's delayed ACK add ~40 ms to the end of every stream.
-fn set_nodelay(tcp: &mut tokio::net::TcpStream) {
-    if let Err(e) = tcp.set_nodelay(true) {
-        tracing::debug!(error = %e, "TCP_NODELAY not set");
-    }
-}
-
 /// Serves until `shutdown` resolves, then stops accepting, marks the runtime draining and waits
 /// up to `server.drain_timeout` for in-flight requests. Returns whether the drain completed.
 pub async fn serve(
@@ -182,33 +90,8 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<bool> {
-    let drain = state.config.server.drain_timeout;
-    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
-    let draining_state = state.clone();
-    let signal = async move {
-        shutdown.await;
-        draining_state.draining.store(true, Ordering::Relaxed);
-        tracing::info!(
-            drain_ms = drain.as_millis() as u64,
-            "shutting down, draining in-flight requests"
-        );
-        let _ = started_tx.send(());
-    };
-    let server = axum::serve(listener.tap_io(set_nodelay), app(state).into_make_service())
-        .with_graceful_shutdown(signal);
-    let server = async move { server.await };
-    tokio::pin!(server);
-    tokio::select! {
-        res = &mut server => return res.map(|_| true),
-        _ = started_rx => {}
-    }
-    match tokio::time::timeout(drain, server).await {
-        Ok(res) => res.map(|_| true),
-        Err(_) => {
-            tracing::warn!("drain timeout reached; closing remaining connections");
-            Ok(false)
-        }
-    }
+    let app = app(state.clone());
+    connections::run(listener, state, app, shutdown).await
 }
 
 #[cfg(test)]

@@ -1,32 +1,17 @@
 //! `GET /v1/models` and `GET /v1/models/{id}`: the groups the caller's token may use.
 
-use super::AppState;
-use crate::auth::{AuthFailure, Caller, Role};
+use crate::auth::Role;
 use crate::error::Error;
+use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use dialects::Dialect;
 use http::HeaderMap;
 use serde_json::{Value, json};
-use std::sync::Arc;
 
 /// Fixed `created` stamp for groups (they have no creation time of their own).
 const CREATED: u64 = 1_700_000_000;
-
-/// Authenticates a model-traffic caller.
-pub(crate) fn require_caller(state: &AppState, headers: &HeaderMap) -> Result<Arc<Caller>, Error> {
-    let caller = state.auth.authenticate(headers).map_err(|f| match f {
-        AuthFailure::Missing => Error::MissingToken,
-        AuthFailure::Unknown => Error::InvalidToken,
-    })?;
-    if !caller.has(Role::Caller) {
-        return Err(Error::Forbidden {
-            role: Role::Caller.as_str(),
-        });
-    }
-    Ok(caller)
-}
 
 fn model_object(name: &str) -> Value {
     json!({"id": name, "object": "model", "created": CREATED, "owned_by": "smart-router"})
@@ -50,7 +35,7 @@ fn anthropic_model(name: &str) -> Value {
 /// `anthropic-version`.
 pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let dialect = dialect_of(&headers);
-    let caller = match require_caller(&state, &headers) {
+    let caller = match state.auth.require(&headers, &[Role::Caller]) {
         Ok(c) => c,
         Err(e) => return e.into_response(dialect),
     };
@@ -80,7 +65,7 @@ pub async fn get_one(
     headers: HeaderMap,
 ) -> Response {
     let dialect = dialect_of(&headers);
-    let caller = match require_caller(&state, &headers) {
+    let caller = match state.auth.require(&headers, &[Role::Caller]) {
         Ok(c) => c,
         Err(e) => return e.into_response(dialect),
     };
@@ -89,6 +74,9 @@ pub async fn get_one(
             Json(anthropic_model(&g.name)).into_response()
         }
         Some(g) if caller.may_use(&g.name) => Json(model_object(&g.name)).into_response(),
-        _ => Error::ModelNotFound { group: id }.into_response(dialect),
+        _ => Error::ModelNotFound {
+            group: crate::bounds::clip(&id, crate::bounds::MAX_NAME_LEN).into_owned(),
+        }
+        .into_response(dialect),
     }
 }

@@ -13,7 +13,8 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What differs between provider kinds on the wire.
@@ -152,7 +153,49 @@ pub struct Provider {
     headers: Vec<(http::HeaderName, HeaderValue)>,
     /// Longest wait for headers or between two body chunks.
     pub read_timeout: Duration,
+    /// Largest whole response body read.
+    pub max_response_bytes: usize,
+    /// Largest stream event read.
+    pub max_event_bytes: usize,
+    scrubber: Scrubber,
     client: HttpClient,
+}
+
+/// Removes a provider's own secrets — its API key, and its configured header values of eight
+/// bytes or more — from upstream text relayed to callers (error bodies and error events), in
+/// case a provider echoes them.
+#[derive(Debug, Clone, Default)]
+pub struct Scrubber(Arc<[Vec<u8>]>);
+
+impl Scrubber {
+    /// A scrubber for these secret values.
+    pub fn new(secrets: Vec<Vec<u8>>) -> Self {
+        Scrubber(secrets.into())
+    }
+
+    /// `text` with every secret replaced by `***`, or `None` when it holds none.
+    pub fn scrub(&self, text: &[u8]) -> Option<Vec<u8>> {
+        let mut out: Option<Vec<u8>> = None;
+        for secret in self.0.iter() {
+            let cur = out.as_deref().unwrap_or(text);
+            if memchr::memmem::find(cur, secret).is_none() {
+                continue;
+            }
+            let mut v = Vec::with_capacity(cur.len());
+            let mut at = 0;
+            for i in memchr::memmem::find_iter(cur, secret) {
+                if i < at {
+                    continue;
+                }
+                v.extend_from_slice(&cur[at..i]);
+                v.extend_from_slice(b"***");
+                at = i + secret.len();
+            }
+            v.extend_from_slice(&cur[at..]);
+            out = Some(v);
+        }
+        out
+    }
 }
 
 /// What an attempt sends besides the body.
@@ -191,10 +234,25 @@ impl Provider {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
+        // The pool needs a timer to close idle connections: without one, idle timeouts are only
+        // checked when a connection is next checked out, and idle sockets linger.
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
             .pool_max_idle_per_host(1024)
             .build(https);
+        let mut secrets: Vec<Vec<u8>> = config
+            .headers
+            .iter()
+            .map(|(_, v)| v.as_bytes().to_vec())
+            .filter(|v| v.len() >= 8)
+            .collect();
+        secrets.extend(
+            config
+                .api_key
+                .iter()
+                .map(|k| k.expose().as_bytes().to_vec()),
+        );
         let upstream = upstream_for(config.kind);
         let url = format!("{}{}", config.base_url, upstream.path())
             .parse()
@@ -212,6 +270,9 @@ impl Provider {
             key: config.api_key.clone(),
             headers: config.headers.clone(),
             read_timeout: config.read_timeout,
+            max_response_bytes: config.max_response_bytes,
+            max_event_bytes: config.max_event_bytes,
+            scrubber: Scrubber::new(secrets),
             client,
         }
     }
@@ -219,6 +280,11 @@ impl Provider {
     /// The dialect this provider speaks.
     pub fn dialect(&self) -> Dialect {
         self.upstream.dialect()
+    }
+
+    /// What removes this provider's secrets from relayed text.
+    pub fn scrubber(&self) -> Scrubber {
+        self.scrubber.clone()
     }
 
     /// Sends one attempt and waits for the response head. Error statuses are read whole and
@@ -299,6 +365,10 @@ impl Provider {
         }
         let retry_after = retry_after(resp.headers());
         let body = read_error_body(resp.into_body()).await;
+        let body = match self.scrubber.scrub(&body) {
+            Some(clean) => Bytes::from(clean),
+            None => body,
+        };
         Err(UpstreamError::Status {
             provider: self.name.clone(),
             status,
@@ -330,42 +400,12 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     if let Ok(secs) = v.parse::<f64>() {
         return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
     }
-    let at = parse_http_date(v)?;
+    let at = crate::time::parse_http_date(v)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .ok()?
         .as_secs();
     Some(Duration::from_secs(at.saturating_sub(now)))
-}
-
-/// Unix seconds of an IMF-fixdate such as `Sun, 06 Nov 1994 08:49:37 GMT`.
-fn parse_http_date(s: &str) -> Option<u64> {
-    let mut it = s.split_whitespace();
-    let _weekday = it.next()?;
-    let day: u64 = it.next()?.parse().ok()?;
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month_name = it.next()?.get(..3)?;
-    let month = MONTHS.iter().position(|m| *m == month_name)? as u64 + 1;
-    let year: u64 = it.next()?.parse().ok()?;
-    let mut hms = it.next()?.split(':').map(|p| p.parse::<u64>().ok());
-    let (h, m, sec) = (hms.next()??, hms.next()??, hms.next()??);
-    if it.next()? != "GMT" || !(1..=31).contains(&day) || year < 1970 {
-        return None;
-    }
-    // Days from civil (Howard Hinnant's algorithm), March-based years.
-    let (y, mo) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
-    let era = y / 400;
-    let yoe = y % 400;
-    let doy = (153 * mo + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + h * 3600 + m * 60 + sec)
 }
 
 /// A transport error and its causes, joined (no URL or credential is in them).
@@ -385,13 +425,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn http_dates_parse() {
+    fn scrubs_every_occurrence_of_every_secret() {
+        let s = Scrubber::new(vec![
+            b"sk-upstream-secret".to_vec(),
+            b"org-header-value".to_vec(),
+        ]);
+        let text = br#"{"error":{"message":"bad key sk-upstream-secret (sk-upstream-secret) for org-header-value"}}"#;
+        let clean = s.scrub(text).unwrap();
         assert_eq!(
-            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(784_111_777)
+            String::from_utf8(clean).unwrap(),
+            r#"{"error":{"message":"bad key *** (***) for ***"}}"#
         );
-        assert_eq!(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
-        assert_eq!(parse_http_date("yesterday"), None);
+        assert_eq!(s.scrub(b"nothing here"), None);
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates() {
         let mut h = HeaderMap::new();
         h.insert(http::header::RETRY_AFTER, HeaderValue::from_static("2.5"));
         assert_eq!(retry_after(&h), Some(Duration::from_millis(2500)));

@@ -7,30 +7,13 @@
 
 use super::record::UsageRecord;
 use super::store::UsageStore;
+use crate::config::WriterConfig;
 use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-
-/// Writer settings.
-#[derive(Debug, Clone)]
-pub struct WriterConfig {
-    /// Records per batch.
-    pub batch_size: usize,
-    /// Longest a record waits before its batch is written.
-    pub flush_interval: Duration,
-    /// Queue capacity (records); when full, new records are dropped and counted.
-    pub queue_capacity: usize,
-    /// The spool file.
-    pub spool_path: PathBuf,
-    /// Largest spool; past it, records are dropped and counted (and readiness fails).
-    pub spool_max_bytes: u64,
-    /// How often a failed store is retried.
-    pub retry_interval: Duration,
-}
 
 /// Counters shared with metrics and readiness.
 #[derive(Debug, Default)]
@@ -45,6 +28,8 @@ pub struct WriterStats {
     pub store_up: AtomicBool,
     /// Whether the spool is over its limit.
     pub spool_full: AtomicBool,
+    /// Spool lines that could not be read back as records (kept in `SPOOL.rejected`).
+    pub spool_rejected: AtomicU64,
 }
 
 /// The writer's handle: the queue's sending side, stats, and shutdown.
@@ -258,17 +243,60 @@ impl Sink {
         }
     }
 
+    /// Appends unreadable spool lines to `SPOOL.rejected` (so nothing is silently lost) and
+    /// counts them; false if they could not be kept (the spool is then left as it is).
+    async fn set_aside(&mut self, lines: Vec<u8>) -> bool {
+        let n = lines.iter().filter(|b| **b == b'\n').count() as u64;
+        let mut path = self.config.spool_path.clone().into_os_string();
+        path.push(".rejected");
+        let kept = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
+            f.write_all(&lines)?;
+            f.sync_data()
+        })
+        .await;
+        match kept {
+            Ok(Ok(())) => {
+                self.stats.spool_rejected.fetch_add(n, Ordering::Relaxed);
+                tracing::warn!(
+                    lines = n,
+                    "usage spool lines could not be read back; kept aside in the .rejected file"
+                );
+                true
+            }
+            _ => {
+                tracing::error!(
+                    lines = n,
+                    "usage spool lines could not be read back or kept aside"
+                );
+                false
+            }
+        }
+    }
+
     /// Replays the spool into the store, in order, then truncates it. A failure leaves the spool
     /// as it is (records already stored are skipped on the next replay).
     async fn replay(&mut self) {
         let path = self.config.spool_path.clone();
         let read = tokio::task::spawn_blocking(move || std::fs::read(&path)).await;
         let Ok(Ok(bytes)) = read else { return };
-        let records: Vec<UsageRecord> = bytes
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .filter_map(|l| serde_json::from_slice(l).ok())
-            .collect();
+        let mut records: Vec<UsageRecord> = Vec::new();
+        let mut rejected: Vec<u8> = Vec::new();
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            match serde_json::from_slice(line) {
+                Ok(r) => records.push(r),
+                Err(_) => {
+                    rejected.extend_from_slice(line);
+                    rejected.push(b'\n');
+                }
+            }
+        }
+        if !rejected.is_empty() && !self.set_aside(rejected).await {
+            return;
+        }
         for chunk in records.chunks(self.config.batch_size.max(1)) {
             if !self.store_batch(chunk).await {
                 return;

@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use router::server::{BuildInfo, Runtime};
+use router::state::{BuildInfo, Runtime};
 use router::usage::{Recorder, RequestOutcome};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -132,7 +132,7 @@ impl Harness {
         let spool = std::env::temp_dir().join(format!("sr-spool-{}", uuid_like()));
         let writer = Arc::new(router::usage::Writer::spawn(
             store.clone(),
-            router::usage::WriterConfig {
+            router::config::WriterConfig {
                 batch_size: 100,
                 flush_interval: std::time::Duration::from_millis(20),
                 queue_capacity: 10_000,

@@ -173,24 +173,10 @@ fn quantile(hist: &BTreeMap<i32, i64>, q: f64) -> Option<f64> {
 fn label(d: Dimension, raw: &str) -> String {
     let n: i64 = raw.parse().unwrap_or(0);
     match d {
-        Dimension::Day => civil_date(n),
-        Dimension::Hour => format!("{}T{:02}:00Z", civil_date(n / 24), n % 24),
+        Dimension::Day => crate::time::format_date(n),
+        Dimension::Hour => format!("{}T{:02}:00Z", crate::time::format_date(n / 24), n % 24),
         _ => raw.to_string(),
     }
-}
-
-/// `YYYY-MM-DD` of a day number since 1970-01-01 (Howard Hinnant's civil_from_days).
-fn civil_date(days: i64) -> String {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// One group's totals and its latency and TTFT histograms (bucket -> count).

@@ -2,11 +2,13 @@
 //! (sharing the upstream's buffers), usage is tapped, and Chat's forced usage chunk is removed
 //! when the caller did not ask for it. Translation: upstream events are decoded into canonical
 //! events and encoded in the caller's dialect. Either way a broken, stalled or over-budget
-//! upstream ends the stream with an error event in the caller's dialect.
+//! upstream ends the stream with an error event in the caller's dialect, and so does an event
+//! (or an unfinished line) longer than the provider's `max_event_bytes`. Upstream error events
+//! pass through with the provider's own credential scrubbed out.
 
+use super::record::Outcome;
 use crate::error::Error;
-use crate::upstream::UpstreamError;
-use crate::usage::Outcome;
+use crate::upstream::{Scrubber, UpstreamError};
 use bytes::{Bytes, BytesMut};
 use dialects::canonical::{Event, Usage};
 use dialects::passthrough::{Tap, tap_event};
@@ -29,6 +31,8 @@ pub struct StreamLimits {
     pub deadline: Instant,
     /// The whole budget, for messages.
     pub budget: Duration,
+    /// Largest event (or unfinished line) held.
+    pub max_event_bytes: usize,
 }
 
 /// How upstream events become client events.
@@ -79,8 +83,24 @@ pub struct SseBody {
     saw_done: bool,
     upstream_error: bool,
     provider: String,
+    scrubber: Scrubber,
     limits: StreamLimits,
     timer: Pin<Box<Sleep>>,
+}
+
+/// Where a stream goes and what it carries, for [`SseBody::new`].
+#[derive(Debug)]
+pub struct StreamSource {
+    /// The first chunk, already read by the attempt.
+    pub first: Bytes,
+    /// The rest of the upstream body.
+    pub rest: Incoming,
+    /// The answering provider's name.
+    pub provider: String,
+    /// Removes the provider's credential from relayed error events.
+    pub scrubber: Scrubber,
+    /// Time and size limits.
+    pub limits: StreamLimits,
 }
 
 fn next_wake(limits: &StreamLimits) -> tokio::time::Instant {
@@ -89,25 +109,19 @@ fn next_wake(limits: &StreamLimits) -> tokio::time::Instant {
 
 impl SseBody {
     /// Wraps an upstream stream whose first chunk was already read.
-    pub fn new(
-        first: Bytes,
-        upstream: Incoming,
-        mode: Mode,
-        surface: Dialect,
-        outcome: Outcome,
-        provider: String,
-        limits: StreamLimits,
-    ) -> Self {
+    pub fn new(source: StreamSource, mode: Mode, surface: Dialect, outcome: Outcome) -> Self {
+        let limits = source.limits;
         SseBody {
-            upstream,
-            first: Some(first),
-            splitter: sse::Splitter::new(),
+            upstream: source.rest,
+            first: Some(source.first),
+            splitter: sse::Splitter::new(limits.max_event_bytes),
             mode,
             surface,
             outcome: Some(outcome),
             saw_done: false,
             upstream_error: false,
-            provider,
+            provider: source.provider,
+            scrubber: source.scrubber,
             timer: Box::pin(tokio::time::sleep_until(next_wake(&limits))),
             limits,
         }
@@ -115,7 +129,12 @@ impl SseBody {
 
     /// Turns the complete events in `chunk` into what to send (possibly empty).
     fn process(&mut self, chunk: Bytes) -> Result<Bytes, Error> {
-        let run = self.splitter.push(chunk);
+        let run = self.splitter.push(chunk).map_err(|e| {
+            broken(
+                &self.provider,
+                &format!("an event exceeded max_event_bytes ({} bytes)", e.limit),
+            )
+        })?;
         if run.is_empty() {
             return Ok(run);
         }
@@ -124,7 +143,9 @@ impl SseBody {
                 dialect,
                 drop_forced_usage,
             } => {
-                let mut dropped: Option<std::ops::Range<usize>> = None;
+                // Splices into the run, rare: the forced usage chunk dropped, error events
+                // scrubbed of the provider's credential.
+                let mut edits: Vec<(std::ops::Range<usize>, Option<Vec<u8>>)> = Vec::new();
                 let mut usage = None;
                 for (offset, frame) in sse::frames(&run) {
                     let Some(data) = sse::frame_data(frame) else {
@@ -136,11 +157,16 @@ impl SseBody {
                             self.saw_done = true;
                             usage = Some(u);
                         }
-                        Tap::Error => self.upstream_error = true,
+                        Tap::Error => {
+                            self.upstream_error = true;
+                            if let Some(clean) = self.scrubber.scrub(frame) {
+                                edits.push((offset..offset + frame.len(), Some(clean)));
+                            }
+                        }
                         Tap::ForcedUsage(u) => {
                             usage = Some(u);
                             if *drop_forced_usage {
-                                dropped = Some(offset..offset + frame.len());
+                                edits.push((offset..offset + frame.len(), None));
                             }
                         }
                         Tap::Usage(u) => {
@@ -153,19 +179,12 @@ impl SseBody {
                     }
                 }
                 if let (Some(u), Some(o)) = (usage, self.outcome.as_mut()) {
-                    o.get_mut()
-                        .usage
-                        .get_or_insert_with(Usage::default)
-                        .merge(u);
+                    o.add_usage(u);
                 }
-                match dropped {
-                    None => run,
-                    Some(r) => {
-                        let mut b = BytesMut::with_capacity(run.len() - r.len());
-                        b.extend_from_slice(&run[..r.start]);
-                        b.extend_from_slice(&run[r.end..]);
-                        b.freeze()
-                    }
+                if edits.is_empty() {
+                    run
+                } else {
+                    splice(&run, &edits)
                 }
             }
             Mode::Translate(t) => {
@@ -180,14 +199,19 @@ impl SseBody {
                             "an upstream event did not match its dialect",
                         )
                     })?;
-                    for ev in t.events.drain(..) {
-                        match &ev {
+                    for mut ev in t.events.drain(..) {
+                        match &mut ev {
                             Event::Usage(u) => {
                                 t.usage.merge(*u);
                                 t.saw_usage = true;
                             }
                             Event::Finish { .. } => self.saw_done = true,
-                            Event::Error { .. } => self.upstream_error = true,
+                            Event::Error { message } => {
+                                self.upstream_error = true;
+                                if let Some(clean) = self.scrubber.scrub(message.as_bytes()) {
+                                    *message = String::from_utf8_lossy(&clean).into_owned();
+                                }
+                            }
                             _ => {}
                         }
                         t.encoder.encode(&ev, &mut out);
@@ -195,7 +219,7 @@ impl SseBody {
                 }
                 if t.saw_usage {
                     if let Some(o) = self.outcome.as_mut() {
-                        o.get_mut().usage = Some(t.usage);
+                        o.usage(Some(t.usage));
                     }
                 }
                 out.freeze()
@@ -233,11 +257,7 @@ impl SseBody {
     fn finish(&mut self, failure: Option<Error>) -> Option<Bytes> {
         let mut outcome = self.outcome.take()?;
         if let Mode::Translate(t) = &self.mode {
-            let w = t.encoder.warnings();
-            outcome
-                .get_mut()
-                .warnings
-                .extend(w.into_iter().map(|w| w.0));
+            outcome.warn(t.encoder.warnings().into_iter().map(|w| w.0));
         }
         match failure {
             None => {
@@ -269,6 +289,21 @@ impl SseBody {
     fn fail(&mut self, e: Error) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         Poll::Ready(self.finish(Some(e)).map(|b| Ok(Frame::data(b))))
     }
+}
+
+/// `run` with each edited range replaced (or removed, for `None`); ranges are in order.
+fn splice(run: &[u8], edits: &[(std::ops::Range<usize>, Option<Vec<u8>>)]) -> Bytes {
+    let mut b = BytesMut::with_capacity(run.len());
+    let mut at = 0;
+    for (r, with) in edits {
+        b.extend_from_slice(&run[at..r.start]);
+        if let Some(w) = with {
+            b.extend_from_slice(w);
+        }
+        at = r.end;
+    }
+    b.extend_from_slice(&run[at..]);
+    b.freeze()
 }
 
 fn broken(provider: &str, reason: &str) -> Error {

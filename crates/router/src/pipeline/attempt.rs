@@ -1,29 +1,20 @@
-//! The attempt loop: try the planned targets in order until one answers usably, falling back on
+//! Stage `attempt`: try the planned targets in order until one answers usably, falling back on
 //! retryable failures. Nothing has reached the client while this runs, so every failure here
-//! can still move on to the next target.
+//! can still move on to the next target. Every attempt is noted on the outcome and in target
+//! health.
 
-use crate::config::TargetConfig;
+use super::RequestContext;
+use super::admit::Admitted;
+use super::conversion::{Checked, Conversion};
 use crate::error::Error;
+use crate::outcome::Attempt;
 use crate::routing::AttemptPlan;
-use crate::server::AppState;
 use crate::upstream::{AttemptHeaders, Provider, UpstreamError};
-use crate::usage::{Attempt, Outcome};
 use bytes::Bytes;
 use dialects::Dialect;
-use dialects::canonical::{Response, Usage};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::time::{Duration, Instant};
-
-/// What checking a whole (non-stream) upstream body found: its usage when it is passed through,
-/// or the decoded answer when it will be translated (so it is parsed once either way).
-#[derive(Debug)]
-pub enum Whole {
-    /// Same dialect as the caller: the usage, when the body reports it.
-    Usage(Option<Usage>),
-    /// Another dialect: the decoded answer.
-    Decoded(Box<Response>),
-}
 
 /// What a committed attempt gives the surface to answer with.
 #[derive(Debug)]
@@ -33,7 +24,7 @@ pub enum Reply {
         /// The body.
         body: Bytes,
         /// Its usage or decoded answer.
-        checked: Whole,
+        checked: Checked,
     },
     /// A stream: its first chunk and the rest.
     Stream {
@@ -59,46 +50,41 @@ pub struct Committed {
     pub reply: Reply,
 }
 
-/// What one request needs from the loop.
-pub struct Exchange<'a, B, W>
-where
-    B: FnMut(&TargetConfig, Dialect) -> Result<Bytes, Error>,
-    W: Fn(Dialect, &[u8]) -> Result<Whole, &'static str>,
-{
-    /// The caller's dialect.
-    pub surface: Dialect,
-    /// Caller headers passed on to upstreams of the caller's own dialect.
-    pub forward: Vec<(http::HeaderName, http::HeaderValue)>,
-    /// The request id sent upstream.
-    pub request_id: &'a str,
-    /// This router's name, sent upstream as the parent id.
-    pub parent_id: &'a str,
-    /// Whether the client asked for a stream.
-    pub stream: bool,
-    /// When the budget runs out.
-    pub deadline: Instant,
-    /// The whole budget, for messages.
-    pub budget: Duration,
-    /// Builds the upstream body for a target speaking a dialect.
-    pub build_body: B,
-    /// Checks a whole (non-stream) upstream body of a dialect: reads its usage, or decodes it.
-    pub inspect_whole: W,
+/// What every attempt of one request sends besides the body.
+struct Sending<'a> {
+    surface: Dialect,
+    forward: &'a [(http::HeaderName, http::HeaderValue)],
+    request_id: &'a str,
+    parent_id: &'a str,
+    stream: bool,
+    deadline: Instant,
+    hop_margin: Duration,
 }
 
 /// Runs the plan: each target in order, retrying the same target `retries_per_target` times
 /// with jittered backoff, at most `plan.max_attempts` attempts in all, within the deadline.
-/// Records every attempt on `outcome` and in target health.
-pub async fn run<B, W>(
-    state: &AppState,
+/// Notes every attempt on the outcome and in target health.
+pub async fn run(
+    cx: &mut RequestContext,
     plan: &AttemptPlan,
-    mut ex: Exchange<'_, B, W>,
-    outcome: &mut Outcome,
-) -> Result<Committed, Error>
-where
-    B: FnMut(&TargetConfig, Dialect) -> Result<Bytes, Error>,
-    W: Fn(Dialect, &[u8]) -> Result<Whole, &'static str>,
-{
+    admitted: &mut Admitted,
+    conv: &mut Conversion,
+) -> Result<Committed, Error> {
+    let state = cx.state.clone();
     let routing = &state.config.routing;
+    let request_id = cx.arrival.request_id.clone();
+    // Owned copies: the attempts borrow these while the admitted request lends its body.
+    let forward = admitted.forward.clone();
+    let ex = Sending {
+        surface: cx.surface,
+        forward: &forward,
+        request_id: &request_id,
+        parent_id: &state.config.server.name,
+        stream: admitted.summary().stream,
+        deadline: admitted.deadline,
+        hop_margin: routing.hop_margin,
+    };
+    let budget = admitted.budget;
     let mut last: Option<UpstreamError> = None;
     let mut made = 0u32;
     'targets: for planned in &plan.targets {
@@ -126,12 +112,11 @@ where
                 break 'targets;
             }
             made += 1;
-            let body = (ex.build_body)(target, provider.dialect())?;
-            let result = attempt(provider, body, &ex, now, routing.hop_margin).await;
+            let body = conv.upstream_body(admitted, target, provider.dialect())?;
+            let result = attempt(provider, body, &ex, conv, now).await;
             let latency = now.elapsed();
             let names = state.recorder.target(target.id);
-            let r = outcome.get_mut();
-            r.attempts.push(Attempt {
+            cx.outcome.attempt(Attempt {
                 target: target.id,
                 provider: names.provider.clone(),
                 model: names.model.clone(),
@@ -145,7 +130,7 @@ where
             match result {
                 Ok((head, reply)) => {
                     state.health.record_success(target.id, latency);
-                    r.served_by = Some(r.attempts.len() - 1);
+                    cx.outcome.served_by_last();
                     return Ok(Committed {
                         provider: target.provider,
                         target: target.id,
@@ -179,7 +164,7 @@ where
             }
         }
     }
-    let budget_ms = ex.budget.as_millis() as u64;
+    let budget_ms = budget.as_millis() as u64;
     match last {
         Some(UpstreamError::Timeout { .. }) | None if Instant::now() >= ex.deadline => {
             Err(Error::DeadlineExceeded { budget_ms })
@@ -191,17 +176,13 @@ where
 
 /// One attempt: send, then read what must be known before committing (the whole body, or the
 /// first chunk of a stream), within the smaller of the budget left and the read timeout.
-async fn attempt<B, W>(
+async fn attempt(
     provider: &Provider,
     body: Bytes,
-    ex: &Exchange<'_, B, W>,
+    ex: &Sending<'_>,
+    conv: &Conversion,
     now: Instant,
-    hop_margin: Duration,
-) -> Result<(http::response::Parts, Reply), UpstreamError>
-where
-    B: FnMut(&TargetConfig, Dialect) -> Result<Bytes, Error>,
-    W: Fn(Dialect, &[u8]) -> Result<Whole, &'static str>,
-{
+) -> Result<(http::response::Parts, Reply), UpstreamError> {
     let wait = ex
         .deadline
         .saturating_duration_since(now)
@@ -214,10 +195,10 @@ where
     let headers = AttemptHeaders {
         request_id: ex.request_id,
         stream: ex.stream,
-        timeout_ms: left.saturating_sub(hop_margin).as_millis().max(1) as u64,
+        timeout_ms: left.saturating_sub(ex.hop_margin).as_millis().max(1) as u64,
         parent_id: ex.parent_id,
         forward: if provider.dialect() == ex.surface {
-            &ex.forward
+            ex.forward
         } else {
             &[]
         },
@@ -232,17 +213,27 @@ where
         reason,
     };
     if !ex.stream {
-        let collected = tokio::time::timeout_at(until, incoming.collect())
+        let limited = http_body_util::Limited::new(incoming, provider.max_response_bytes);
+        let collected = tokio::time::timeout_at(until, limited.collect())
             .await
             .map_err(|_| timeout())?
-            .map_err(|e| broken(e.to_string()))?
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    broken(format!(
+                        "the response body is larger than max_response_bytes ({})",
+                        provider.max_response_bytes
+                    ))
+                } else {
+                    broken(e.to_string())
+                }
+            })?
             .to_bytes();
-        let checked = (ex.inspect_whole)(provider.dialect(), &collected).map_err(|reason| {
-            UpstreamError::InvalidResponse {
+        let checked = conv
+            .check_whole(provider.dialect(), &collected)
+            .map_err(|reason| UpstreamError::InvalidResponse {
                 provider: provider.name.clone(),
                 reason,
-            }
-        })?;
+            })?;
         return Ok((
             head,
             Reply::Whole {

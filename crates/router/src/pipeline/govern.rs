@@ -1,0 +1,40 @@
+//! Stage `govern`: runs the governance stages ([`crate::policy`]) that apply to the request's
+//! caller and group, in order, until one denies; their notes go onto the outcome.
+
+use super::RequestContext;
+use super::admit::Admitted;
+use crate::error::Error;
+use crate::policy::{Decision, Governed};
+use http::HeaderMap;
+
+/// Runs the stages that apply to an admitted request, in order, until one denies.
+pub async fn govern(
+    cx: &mut RequestContext,
+    admitted: &mut Admitted,
+    headers: &HeaderMap,
+) -> Result<(), Error> {
+    let state = cx.state.clone();
+    let (caller, group) = (admitted.caller.clone(), admitted.group);
+    if !state.governance.any_for(caller.index, group) {
+        return Ok(());
+    }
+    let mut governed = Governed::new(
+        &caller,
+        &state.config.groups[group],
+        cx.surface,
+        headers,
+        cx.outcome.get().client,
+        &mut admitted.body,
+    );
+    let mut verdict = Ok(());
+    for stage in state.governance.for_request(caller.index, group) {
+        if let Decision::Deny(d) = stage.decide(&mut governed).await {
+            verdict = Err(Error::Denied(d));
+            break;
+        }
+    }
+    for (stage, note) in governed.take_notes() {
+        cx.outcome.annotate(stage, note);
+    }
+    verdict
+}

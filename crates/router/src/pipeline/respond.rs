@@ -1,0 +1,118 @@
+//! Stage `respond`: the answer in the caller's dialect — a whole body (passed through, or
+//! encoded from the decoded upstream answer), or a stream ([`SseBody`]: passthrough tap, or
+//! decode -> canonical -> encode) that takes over the outcome and records it when it ends. An
+//! error anywhere before this point is answered here too, in the caller's dialect.
+
+use super::RequestContext;
+use super::admit::Admitted;
+use super::attempt::{Committed, Reply};
+use super::conversion::{Checked, Conversion};
+use super::stream_body::{Mode, SseBody, StreamLimits, StreamSource};
+use crate::error::Error;
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use dialects::translate::{self, StreamDecoder, StreamEncoder};
+use http::HeaderValue;
+
+/// Answers with a committed attempt's reply.
+pub fn answer(
+    mut cx: RequestContext,
+    mut admitted: Admitted,
+    mut conv: Conversion,
+    committed: Committed,
+) -> Response {
+    let Committed {
+        provider,
+        dialect: upstream,
+        head,
+        reply,
+        ..
+    } = committed;
+    let surface = cx.surface;
+    let same = upstream == surface;
+    match reply {
+        Reply::Whole { body, checked } => {
+            let body = match checked {
+                Checked::Usage(usage) => {
+                    cx.outcome.usage(usage);
+                    body
+                }
+                Checked::Decoded(resp) => {
+                    let resp = match conv.structured_tool() {
+                        Some(tool) => resp.answer_structured(tool),
+                        None => *resp,
+                    };
+                    cx.outcome.usage(Some(resp.usage));
+                    let answer = conv.answer_context(&admitted);
+                    Bytes::from(translate::encode_response(surface, &resp, &answer))
+                }
+            };
+            let content_type = head
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .filter(|_| same)
+                .cloned()
+                .unwrap_or(HeaderValue::from_static("application/json"));
+            cx.outcome.warn(conv.take_warnings());
+            let mut resp = Response::new(Body::from(body));
+            let h = resp.headers_mut();
+            h.insert(http::header::CONTENT_TYPE, content_type);
+            cx.outcome.response_headers(h);
+            cx.outcome.first_byte();
+            cx.outcome.finish(200, None);
+            resp
+        }
+        Reply::Stream { first, rest } => {
+            let mode = if same && !admitted.body.canonical_rewritten() {
+                Mode::Passthrough {
+                    dialect: surface,
+                    drop_forced_usage: !admitted.body.inspected().include_usage,
+                }
+            } else {
+                let answer = conv.answer_context(&admitted);
+                Mode::translate(
+                    StreamDecoder::new(upstream, conv.take_structured_tool()),
+                    StreamEncoder::new(surface, answer),
+                )
+            };
+            let p = &cx.state.providers[provider];
+            let source = StreamSource {
+                first,
+                rest,
+                provider: p.name.clone(),
+                scrubber: p.scrubber(),
+                limits: StreamLimits {
+                    idle: p.read_timeout,
+                    deadline: admitted.deadline,
+                    budget: admitted.budget,
+                    max_event_bytes: p.max_event_bytes,
+                },
+            };
+            cx.outcome.warn(conv.take_warnings());
+            cx.outcome.warn(admitted.body.take_decode_warnings());
+            let mut resp = Response::new(Body::empty());
+            let h = resp.headers_mut();
+            cx.outcome.response_headers(h);
+            h.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            h.insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache"),
+            );
+            *resp.body_mut() = Body::new(SseBody::new(source, mode, surface, cx.outcome));
+            resp
+        }
+    }
+}
+
+/// Answers with an error in the caller's dialect, and records it.
+pub fn refuse(mut cx: RequestContext, e: Error) -> Response {
+    let kind = e.kind();
+    let mut resp = e.into_response(cx.surface);
+    cx.outcome.response_headers(resp.headers_mut());
+    cx.outcome.finish(resp.status().as_u16(), Some(kind));
+    resp
+}
