@@ -313,8 +313,8 @@ mod tests {
 
     #[test]
     fn dates_and_quantiles() {
-        assert_eq!(civil_date(0), "1970-01-01");
-        assert_eq!(civil_date(20_415), "2025-11-23");
+        assert_eq!(label(Dimension::Day, "0"), "1970-01-01");
+        assert_eq!(label(Dimension::Hour, "489961"), "2025-11-23T01:00Z");
         let hist: BTreeMap<i32, i64> = [(10, 50), (50, 45), (90, 5)].into();
         assert!((quantile(&hist, 0.5).unwrap() - bucket_value(10)).abs() < 0.01);
         assert!((quantile(&hist, 0.95).unwrap() - bucket_value(50)).abs() < 0.01);
