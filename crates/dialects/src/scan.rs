@@ -114,28 +114,28 @@ pub(crate) fn span_of(body: &[u8], raw: &serde_json::value::RawValue) -> Range<u
 /// URLs); objects whose `type` is an image type count as images.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Stats {
-    pub text_bytes: usize,
-    pub images: usize,
-    pub items: usize,
+    pub(crate) text_bytes: usize,
+    pub(crate) images: usize,
+    pub(crate) items: usize,
 }
 
 impl Stats {
     /// Adds another value's counts.
-    pub fn add(&mut self, other: &Stats) {
+    pub(crate) fn add(&mut self, other: &Stats) {
         self.text_bytes += other.text_bytes;
         self.images += other.images;
         self.items += other.items;
     }
 
     /// The estimate with the tools' definitions (about four bytes per token) added.
-    pub fn estimate_with_tools(&self, tools: &[&serde_json::value::RawValue]) -> u32 {
+    pub(crate) fn estimate_with_tools(&self, tools: &[&serde_json::value::RawValue]) -> u32 {
         let tools_bytes: usize = tools.iter().map(|t| t.get().len()).sum();
         self.estimate_tokens()
             .saturating_add(u32::try_from(tools_bytes / 4).unwrap_or(u32::MAX))
     }
 
     /// About four bytes of text per token, a few tokens per item, ~85 per image.
-    pub fn estimate_tokens(&self) -> u32 {
+    pub(crate) fn estimate_tokens(&self) -> u32 {
         let t = self.text_bytes / 4 + self.items * 4 + self.images * 85;
         u32::try_from(t).unwrap_or(u32::MAX)
     }

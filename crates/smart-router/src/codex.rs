@@ -9,7 +9,12 @@ use std::fmt::Write;
 const DEFAULT_CONTEXT_WINDOW: u64 = 128_000;
 
 /// The `config.toml` text for `group`, or `None` if there is no such group.
-pub fn config_toml(config: &Config, group: &str, base_url: &str, env_key: &str) -> Option<String> {
+pub(crate) fn config_toml(
+    config: &Config,
+    group: &str,
+    base_url: &str,
+    env_key: &str,
+) -> Option<String> {
     let g = config.group(group)?;
     let windows: Vec<u64> = g.targets.iter().filter_map(|t| t.context_window).collect();
     let window = windows

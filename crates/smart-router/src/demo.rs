@@ -5,10 +5,10 @@ use anyhow::{Context, Result};
 use std::io::Write;
 
 /// The demo caller's token (loopback only; never use it in a real deployment).
-pub const DEMO_TOKEN: &str = "sr-demo-token";
+pub(crate) const DEMO_TOKEN: &str = "sr-demo-token";
 
 /// The demo configuration for a fake upstream at `fake_base_url`.
-pub fn demo_config(listen: &str, fake_base_url: &str) -> String {
+pub(crate) fn demo_config(listen: &str, fake_base_url: &str) -> String {
     format!(
         r#"
 [server]
@@ -59,7 +59,7 @@ token = "{DEMO_TOKEN}"
 }
 
 /// Runs the demo until interrupted.
-pub async fn run(listen: &str) -> Result<()> {
+pub(crate) async fn run(listen: &str) -> Result<()> {
     let fake = fake_upstream::FakeUpstream::start()
         .await
         .context("starting the fake upstream")?;

@@ -14,11 +14,11 @@ use tracing_subscriber::registry::LookupSpan;
 
 /// The event format: one JSON object per line.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct JsonLines;
+pub(crate) struct JsonLines;
 
 /// The span field format: `"name":value` pairs, comma-separated (embedded by [`JsonLines`]).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct JsonFields;
+pub(crate) struct JsonFields;
 
 /// Writes `s` as a JSON string.
 fn json_str(w: &mut impl Write, s: &str) -> fmt::Result {

@@ -21,18 +21,18 @@ enum Msg {
 
 /// The `MakeWriter` handed to the log formatter.
 #[derive(Clone)]
-pub struct LogWriter {
+pub(crate) struct LogWriter {
     tx: SyncSender<Msg>,
     dropped: Arc<AtomicU64>,
 }
 
 /// Flushes queued lines when dropped (at process exit).
-pub struct LogGuard {
+pub(crate) struct LogGuard {
     tx: SyncSender<Msg>,
 }
 
 /// Starts the writer thread for `out`.
-pub fn start(out: impl Write + Send + 'static) -> (LogWriter, LogGuard) {
+pub(crate) fn start(out: impl Write + Send + 'static) -> (LogWriter, LogGuard) {
     let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_LINES);
     let dropped = Arc::new(AtomicU64::new(0));
     let counter = dropped.clone();
@@ -92,7 +92,7 @@ impl Drop for LogGuard {
 }
 
 /// One log line being formatted; queued when the formatter is done with it.
-pub struct Line<'a> {
+pub(crate) struct Line<'a> {
     buf: Vec<u8>,
     to: &'a LogWriter,
 }

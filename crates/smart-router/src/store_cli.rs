@@ -29,7 +29,7 @@ fn range(from: Option<String>, to: Option<String>) -> Result<(i64, i64)> {
 }
 
 /// Prints a usage report.
-pub async fn report(
+pub(crate) async fn report(
     config: &Config,
     from: Option<String>,
     to: Option<String>,
@@ -116,7 +116,7 @@ fn table(q: &ReportQuery, rows: &[store::ReportRow]) -> String {
 }
 
 /// Streams records to stdout in constant memory.
-pub async fn export(
+pub(crate) async fn export(
     config: &Config,
     from: Option<String>,
     to: Option<String>,

@@ -41,7 +41,7 @@ impl Admitted {
 }
 
 /// Admits a request, noting on the outcome what becomes known (caller, group, stream).
-pub async fn admit(
+pub(super) async fn admit(
     cx: &mut RequestContext,
     headers: &HeaderMap,
     body: Body,

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 /// What a committed attempt gives the surface to answer with.
 #[derive(Debug)]
-pub enum Reply {
+pub(super) enum Reply {
     /// A whole (non-stream) body, already checked, and what checking it found.
     Whole {
         /// The body.
@@ -37,7 +37,7 @@ pub enum Reply {
 
 /// The attempt that will answer the client.
 #[derive(Debug)]
-pub struct Committed {
+pub(super) struct Committed {
     /// Index into `config.providers` of the provider that answered.
     pub provider: usize,
     /// Id of the target that answered.
@@ -64,7 +64,7 @@ struct Sending<'a> {
 /// Runs the plan: each target in order, retrying the same target `retries_per_target` times
 /// with jittered backoff, at most `plan.max_attempts` attempts in all, within the deadline.
 /// Notes every attempt on the outcome and in target health.
-pub async fn run(
+pub(super) async fn run(
     cx: &mut RequestContext,
     plan: &AttemptPlan,
     admitted: &mut Admitted,

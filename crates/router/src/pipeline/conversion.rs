@@ -17,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What checking a whole (non-stream) upstream body found.
 #[derive(Debug)]
-pub enum Checked {
+pub(super) enum Checked {
     /// Same dialect as the caller: the usage, when the body reports it.
     Usage(Option<Usage>),
     /// Another dialect: the decoded answer.
@@ -26,7 +26,7 @@ pub enum Checked {
 
 /// The conversion state of one request.
 #[derive(Debug)]
-pub struct Conversion {
+pub(super) struct Conversion {
     surface: Dialect,
     /// The forced tool carrying a JSON-schema answer, for the last target encoded for.
     structured_tool: Option<String>,
@@ -35,7 +35,7 @@ pub struct Conversion {
 
 impl Conversion {
     /// A conversion for a caller speaking `surface`.
-    pub fn new(surface: Dialect) -> Self {
+    pub(super) fn new(surface: Dialect) -> Self {
         Conversion {
             surface,
             structured_tool: None,
@@ -44,7 +44,7 @@ impl Conversion {
     }
 
     /// The upstream body for target `t`, whose provider speaks `upstream`.
-    pub fn upstream_body(
+    pub(super) fn upstream_body(
         &mut self,
         admitted: &mut Admitted,
         t: &TargetConfig,
@@ -81,7 +81,11 @@ impl Conversion {
 
     /// Checks a whole upstream body of dialect `upstream`: reads its usage when it will pass
     /// through, decodes it when it will be translated.
-    pub fn check_whole(&self, upstream: Dialect, body: &[u8]) -> Result<Checked, &'static str> {
+    pub(super) fn check_whole(
+        &self,
+        upstream: Dialect,
+        body: &[u8],
+    ) -> Result<Checked, &'static str> {
         if upstream == self.surface {
             passthrough::response_usage(upstream, body)
                 .map(Checked::Usage)
@@ -94,17 +98,17 @@ impl Conversion {
     }
 
     /// The forced structured-answer tool of the target last encoded for (taken).
-    pub fn take_structured_tool(&mut self) -> Option<String> {
+    pub(super) fn take_structured_tool(&mut self) -> Option<String> {
         self.structured_tool.take()
     }
 
     /// The forced structured-answer tool of the target last encoded for.
-    pub fn structured_tool(&self) -> Option<&str> {
+    pub(super) fn structured_tool(&self) -> Option<&str> {
         self.structured_tool.as_deref()
     }
 
     /// What encoding the answer for the caller needs.
-    pub fn answer_context(&self, admitted: &Admitted) -> AnswerContext {
+    pub(super) fn answer_context(&self, admitted: &Admitted) -> AnswerContext {
         AnswerContext {
             model: admitted.summary().group.clone(),
             created: SystemTime::now()
@@ -120,7 +124,7 @@ impl Conversion {
     }
 
     /// What conversion dropped or changed (taken).
-    pub fn take_warnings(&mut self) -> Vec<String> {
+    pub(super) fn take_warnings(&mut self) -> Vec<String> {
         std::mem::take(&mut self.warnings)
     }
 

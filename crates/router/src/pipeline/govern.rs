@@ -8,7 +8,7 @@ use crate::policy::{Decision, Governed};
 use http::HeaderMap;
 
 /// Runs the stages that apply to an admitted request, in order, until one denies.
-pub async fn govern(
+pub(super) async fn govern(
     cx: &mut RequestContext,
     admitted: &mut Admitted,
     headers: &HeaderMap,

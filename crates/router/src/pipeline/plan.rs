@@ -8,7 +8,7 @@ use crate::routing::{AttemptPlan, plan_attempts};
 
 /// Plans the attempts; no eligible target is `no_eligible_target` (400, or 503 with
 /// `Retry-After` while capable targets cool down).
-pub fn plan(cx: &mut RequestContext, admitted: &Admitted) -> Result<AttemptPlan, Error> {
+pub(super) fn plan(cx: &mut RequestContext, admitted: &Admitted) -> Result<AttemptPlan, Error> {
     let state = &cx.state;
     let group = &state.config.groups[admitted.group];
     let plan = plan_attempts(

@@ -16,7 +16,7 @@ use dialects::translate::{self, StreamDecoder, StreamEncoder};
 use http::HeaderValue;
 
 /// Answers with a committed attempt's reply.
-pub fn answer(
+pub(super) fn answer(
     mut cx: RequestContext,
     mut admitted: Admitted,
     mut conv: Conversion,
@@ -109,7 +109,7 @@ pub fn answer(
 }
 
 /// Answers with an error in the caller's dialect, and records it.
-pub fn refuse(mut cx: RequestContext, e: Error) -> Response {
+pub(super) fn refuse(mut cx: RequestContext, e: Error) -> Response {
     let kind = e.kind();
     let mut resp = e.into_response(cx.surface);
     cx.outcome.response_headers(resp.headers_mut());

@@ -24,7 +24,7 @@ use tokio::time::Sleep;
 
 /// Time limits of a stream once it has begun.
 #[derive(Debug, Clone, Copy)]
-pub struct StreamLimits {
+pub(super) struct StreamLimits {
     /// Longest silence between two upstream chunks.
     pub idle: Duration,
     /// When the request's budget runs out.
@@ -37,7 +37,7 @@ pub struct StreamLimits {
 
 /// How upstream events become client events.
 #[derive(Debug)]
-pub enum Mode {
+pub(super) enum Mode {
     /// Same dialect: forward bytes, tap usage.
     Passthrough {
         /// The dialect of both sides.
@@ -51,7 +51,7 @@ pub enum Mode {
 
 /// The translating state.
 #[derive(Debug)]
-pub struct Translator {
+pub(super) struct Translator {
     decoder: StreamDecoder,
     encoder: StreamEncoder,
     events: Vec<Event>,
@@ -61,7 +61,7 @@ pub struct Translator {
 
 impl Mode {
     /// A translating mode.
-    pub fn translate(decoder: StreamDecoder, encoder: StreamEncoder) -> Self {
+    pub(super) fn translate(decoder: StreamDecoder, encoder: StreamEncoder) -> Self {
         Mode::Translate(Box::new(Translator {
             decoder,
             encoder,
@@ -73,7 +73,7 @@ impl Mode {
 }
 
 /// The streamed answer's body.
-pub struct SseBody {
+pub(super) struct SseBody {
     upstream: Incoming,
     first: Option<Bytes>,
     splitter: sse::Splitter,
@@ -90,7 +90,7 @@ pub struct SseBody {
 
 /// Where a stream goes and what it carries, for [`SseBody::new`].
 #[derive(Debug)]
-pub struct StreamSource {
+pub(super) struct StreamSource {
     /// The first chunk, already read by the attempt.
     pub first: Bytes,
     /// The rest of the upstream body.
@@ -109,7 +109,12 @@ fn next_wake(limits: &StreamLimits) -> tokio::time::Instant {
 
 impl SseBody {
     /// Wraps an upstream stream whose first chunk was already read.
-    pub fn new(source: StreamSource, mode: Mode, surface: Dialect, outcome: Outcome) -> Self {
+    pub(super) fn new(
+        source: StreamSource,
+        mode: Mode,
+        surface: Dialect,
+        outcome: Outcome,
+    ) -> Self {
         let limits = source.limits;
         SseBody {
             upstream: source.rest,

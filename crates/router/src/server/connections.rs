@@ -56,6 +56,7 @@ impl Limits {
 
 /// Half of what the soft file limit leaves after a reserve for the store, logs and listener:
 /// each proxied request holds a client and an upstream descriptor.
+#[allow(unsafe_code)] // one libc call; std has no API for resource limits
 fn default_max_connections() -> usize {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -241,7 +242,7 @@ fn set_nodelay(tcp: &tokio::net::TcpStream) {
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains for up to
 /// `server.drain_timeout`. Returns whether every connection finished in time.
-pub async fn run(
+pub(super) async fn run(
     listener: TcpListener,
     state: AppState,
     app: Router,

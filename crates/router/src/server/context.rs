@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 /// Middleware: sets up the [`Arrival`], runs the handler inside a span with the request
 /// id, turns a panic into a 500, and puts `x-request-id` on the response.
-pub async fn request_context(mut req: Request, next: Next) -> Response {
+pub(super) async fn request_context(mut req: Request, next: Next) -> Response {
     let request_id: Arc<str> = match req
         .headers()
         .get("x-request-id")

@@ -9,18 +9,18 @@ use serde_json::json;
 use std::sync::atomic::Ordering;
 
 /// Claude Code's connectivity check (`HEAD /api/hello` on its base URL): answered without auth.
-pub async fn hello() -> Response {
+pub(super) async fn hello() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
 /// The process is up.
-pub async fn livez() -> Response {
+pub(super) async fn livez() -> Response {
     Json(json!({"status": "ok"})).into_response()
 }
 
 /// Ready to take traffic: config loaded, not draining, and usage can be kept (the store
 /// answers, or the spool has room). Names the failing check otherwise.
-pub async fn readyz(State(state): State<AppState>) -> Response {
+pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     let draining = state.draining();
     let usage_ok = state.recorder.writer().is_none_or(|w| {
         w.stats.store_up.load(Ordering::Relaxed) || !w.stats.spool_full.load(Ordering::Relaxed)
@@ -42,7 +42,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// Version, commit, build date and config hash.
-pub async fn version(State(state): State<AppState>) -> Response {
+pub(super) async fn version(State(state): State<AppState>) -> Response {
     let b = &state.build;
     Json(json!({
         "version": b.version,

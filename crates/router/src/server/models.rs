@@ -33,7 +33,7 @@ fn anthropic_model(name: &str) -> Value {
 
 /// Lists the caller's groups in OpenAI list shape, or Anthropic's when asked with
 /// `anthropic-version`.
-pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let dialect = dialect_of(&headers);
     let caller = match state.auth.require(&headers, &[Role::Caller]) {
         Ok(c) => c,
@@ -59,7 +59,7 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response
 }
 
 /// One group, or 404 `model_not_found` when unknown or not allowed (indistinguishable).
-pub async fn get_one(
+pub(super) async fn get_one(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,

@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderValue};
 
 /// The `anthropic` provider kind.
 #[derive(Debug)]
-pub struct Anthropic;
+pub(super) struct Anthropic;
 
 impl Upstream for Anthropic {
     fn dialect(&self) -> Dialect {

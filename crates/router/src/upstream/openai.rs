@@ -8,7 +8,7 @@ use http::{HeaderMap, HeaderValue};
 
 /// The `openai` provider kind.
 #[derive(Debug)]
-pub struct OpenAi;
+pub(super) struct OpenAi;
 
 impl Upstream for OpenAi {
     fn dialect(&self) -> Dialect {

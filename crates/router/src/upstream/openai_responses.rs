@@ -7,7 +7,7 @@ use http::HeaderMap;
 
 /// The `openai-responses` provider kind.
 #[derive(Debug)]
-pub struct OpenAiResponses;
+pub(super) struct OpenAiResponses;
 
 impl Upstream for OpenAiResponses {
     fn dialect(&self) -> Dialect {

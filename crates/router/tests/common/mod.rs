@@ -17,10 +17,10 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// The caller token every test config has.
-pub const TOKEN: &str = "test-token";
+pub(crate) const TOKEN: &str = "test-token";
 
 /// A router with a fake upstream behind it.
-pub struct Harness {
+pub(crate) struct Harness {
     pub fake: FakeUpstream,
     pub addr: SocketAddr,
     pub state: Arc<Runtime>,
@@ -34,7 +34,7 @@ pub struct Harness {
 /// A config whose `FAKE` placeholder is replaced by the fake's base URL. The default config has
 /// provider `fake`, groups `fast` (one target) and `coder` (two, priority, all capabilities),
 /// a caller `app` (token TOKEN, groups fast+coder) and `metrics` (metrics-admin only).
-pub fn default_config() -> String {
+pub(crate) fn default_config() -> String {
     r#"
     [server]
     listen = "127.0.0.1:0"
@@ -86,13 +86,13 @@ pub fn default_config() -> String {
 
 impl Harness {
     /// Starts with the default config.
-    pub async fn start() -> Harness {
+    pub(crate) async fn start() -> Harness {
         Self::with_config(&default_config()).await
     }
 
     /// Starts with a config text (`FAKE` = the fake's OpenAI base URL, `FAKE_ROOT` = its root,
     /// the Anthropic base URL).
-    pub async fn with_config(text: &str) -> Harness {
+    pub(crate) async fn with_config(text: &str) -> Harness {
         let fake = FakeUpstream::start().await.expect("fake starts");
         let root = format!("http://{}", fake.addr());
         let text = text
@@ -120,7 +120,7 @@ impl Harness {
     }
 
     /// Starts with a config text and a usage store at `store_url` (written every 20 ms).
-    pub async fn with_store(text: &str, store_url: &str) -> Harness {
+    pub(crate) async fn with_store(text: &str, store_url: &str) -> Harness {
         let fake = FakeUpstream::start().await.expect("fake starts");
         let root = format!("http://{}", fake.addr());
         let text = text
@@ -169,24 +169,24 @@ impl Harness {
     }
 
     /// Waits until the writer has stored `n` records in all.
-    pub async fn written(&self, n: u64) -> bool {
+    pub(crate) async fn written(&self, n: u64) -> bool {
         let w = self.writer.clone().expect("a harness with a store");
         eventually(move || w.stats.written.load(std::sync::atomic::Ordering::Relaxed) >= n).await
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
 
     /// Begins graceful shutdown.
-    pub fn shutdown(&mut self) {
+    pub(crate) fn shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
     }
 
     /// The next recorded outcome (waits up to 5 s).
-    pub async fn outcome(&mut self) -> RequestOutcome {
+    pub(crate) async fn outcome(&mut self) -> RequestOutcome {
         tokio::time::timeout(std::time::Duration::from_secs(5), self.outcomes.recv())
             .await
             .expect("an outcome within 5 s")
@@ -194,7 +194,7 @@ impl Harness {
     }
 
     /// POSTs JSON to the chat endpoint with the test token.
-    pub async fn chat(&self, body: &Value) -> Resp {
+    pub(crate) async fn chat(&self, body: &Value) -> Resp {
         send(
             "POST",
             &self.url("/v1/chat/completions"),
@@ -207,25 +207,25 @@ impl Harness {
 
 /// A whole response.
 #[derive(Debug)]
-pub struct Resp {
+pub(crate) struct Resp {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
 
 impl Resp {
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
     /// The `data:` payloads of an SSE body.
-    pub fn sse_data(&self) -> Vec<String> {
+    pub(crate) fn sse_data(&self) -> Vec<String> {
         self.text()
             .split("\n\n")
             .filter_map(|ev| ev.lines().find_map(|l| l.strip_prefix("data: ")))
@@ -234,12 +234,12 @@ impl Resp {
     }
 }
 
-pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+pub(crate) fn client() -> Client<HttpConnector, Full<Bytes>> {
     Client::builder(TokioExecutor::new()).build_http()
 }
 
 /// Starts a request and returns the streaming response.
-pub async fn start(
+pub(crate) async fn start(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
@@ -262,7 +262,7 @@ pub async fn start(
 }
 
 /// Sends a request and reads the whole response.
-pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Bytes) -> Resp {
+pub(crate) async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Bytes) -> Resp {
     let resp = start(method, url, headers, body).await;
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.expect("body read").to_bytes();
@@ -274,7 +274,7 @@ pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Bytes
 }
 
 /// A unique name for temporary files and schemas.
-pub fn uuid_like() -> String {
+pub(crate) fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
     format!(
@@ -290,7 +290,7 @@ pub fn uuid_like() -> String {
 }
 
 /// A fresh SQLite store URL in the temp directory.
-pub fn sqlite_url() -> String {
+pub(crate) fn sqlite_url() -> String {
     format!(
         "sqlite://{}",
         std::env::temp_dir()
@@ -300,14 +300,14 @@ pub fn sqlite_url() -> String {
 }
 
 /// A fresh PostgreSQL schema on the local server (`SMART_ROUTER_TEST_PG` overrides the URL).
-pub fn postgres_url() -> String {
+pub(crate) fn postgres_url() -> String {
     let base = std::env::var("SMART_ROUTER_TEST_PG")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     format!("{base}?schema=sr_test_{}", uuid_like())
 }
 
 /// Polls `cond` every 10 ms for up to 5 s.
-pub async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+pub(crate) async fn eventually(mut cond: impl FnMut() -> bool) -> bool {
     for _ in 0..500 {
         if cond() {
             return true;

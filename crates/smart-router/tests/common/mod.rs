@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 
 /// The `smart-router` binary under test.
-pub fn bin() -> Command {
+pub(crate) fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_smart-router"))
 }
 
 /// A fresh temporary directory named after the test and this process.
-pub fn temp_dir(name: &str) -> PathBuf {
+pub(crate) fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("sr-test-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -21,7 +21,7 @@ pub fn temp_dir(name: &str) -> PathBuf {
 }
 
 /// A `[store]` section keeping usage in SQLite inside `dir`, plus `extra` lines.
-pub fn sqlite_store(dir: &Path, extra: &str) -> String {
+pub(crate) fn sqlite_store(dir: &Path, extra: &str) -> String {
     format!(
         "[store]\nurl = \"sqlite://{}\"\nspool_path = \"{}\"\n{extra}\n",
         dir.join("usage.db").display(),
@@ -30,7 +30,7 @@ pub fn sqlite_store(dir: &Path, extra: &str) -> String {
 }
 
 /// A running `smart-router serve`; killed when dropped.
-pub struct Served {
+pub(crate) struct Served {
     child: Child,
     /// `IP:PORT` it listens on.
     pub addr: String,
@@ -41,7 +41,7 @@ pub struct Served {
 
 impl Served {
     /// Writes `config(dir)` and starts `serve` on it with JSON logs; returns once it listens.
-    pub fn start(name: &str, config: impl FnOnce(&Path) -> String) -> Served {
+    pub(crate) fn start(name: &str, config: impl FnOnce(&Path) -> String) -> Served {
         let dir = temp_dir(name);
         let cfg = dir.join("config.toml");
         std::fs::write(&cfg, config(&dir)).unwrap();
@@ -71,13 +71,13 @@ impl Served {
     }
 
     /// Everything logged so far.
-    pub fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
     }
 
     /// The log once a line containing all of `needles` has been written (log lines are
     /// written by a background thread, shortly after the event), or as it is after 2 s.
-    pub fn logs_with(&self, needles: &[&str]) -> String {
+    pub(crate) fn logs_with(&self, needles: &[&str]) -> String {
         for _ in 0..200 {
             let logs = self.logs();
             if logs.lines().any(|l| needles.iter().all(|n| l.contains(n))) {
@@ -89,7 +89,7 @@ impl Served {
     }
 
     /// Sends SIGTERM and waits for the process to exit.
-    pub fn sigterm(&mut self) -> ExitStatus {
+    pub(crate) fn sigterm(&mut self) -> ExitStatus {
         let sent = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
@@ -109,7 +109,7 @@ impl Drop for Served {
 }
 
 /// An HTTP/1.1 response read to the end.
-pub struct Resp {
+pub(crate) struct Resp {
     pub status: u16,
     pub head: String,
     pub body: String,
@@ -117,7 +117,7 @@ pub struct Resp {
 
 impl Resp {
     /// A header's value (case-insensitive name).
-    pub fn header(&self, name: &str) -> Option<String> {
+    pub(crate) fn header(&self, name: &str) -> Option<String> {
         self.head.lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
             k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
@@ -126,7 +126,13 @@ impl Resp {
 }
 
 /// One blocking request on its own connection (`connection: close`).
-pub fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
+pub(crate) fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Resp {
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
         body.len()
@@ -149,7 +155,7 @@ pub fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], b
 }
 
 /// A non-stream chat request for `group` with `token`.
-pub fn chat(addr: &str, token: &str, group: &str, extra_headers: &[(&str, &str)]) -> Resp {
+pub(crate) fn chat(addr: &str, token: &str, group: &str, extra_headers: &[(&str, &str)]) -> Resp {
     let body = format!(r#"{{"model":"{group}","messages":[{{"role":"user","content":"hi"}}]}}"#);
     let auth = format!("Bearer {token}");
     let mut headers = vec![

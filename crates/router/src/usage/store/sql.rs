@@ -65,7 +65,7 @@ macro_rules! sql_store {
     ($name:ident, $db:ty, $pool:ty, $types:expr) => {
         /// A usage store on this database.
         #[derive(Debug)]
-        pub struct $name {
+        pub(crate) struct $name {
             pool: $pool,
             schema: Option<String>,
         }
@@ -362,7 +362,7 @@ impl SqliteStore {
     const MIGRATE_LOCK: Option<&'static str> = None;
 
     /// Opens (creating if missing) an SQLite database in WAL mode.
-    pub fn open(url: &str) -> Result<Self, StoreError> {
+    pub(super) fn open(url: &str) -> Result<Self, StoreError> {
         let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Url {
                 reason: e.to_string(),
@@ -390,7 +390,7 @@ impl PostgresStore {
         Some("SELECT pg_advisory_xact_lock(8317429930127618919)");
 
     /// Connects lazily to PostgreSQL; `?schema=NAME` (ours) selects and creates a schema.
-    pub fn open(url: &str) -> Result<Self, StoreError> {
+    pub(super) fn open(url: &str) -> Result<Self, StoreError> {
         let (base, schema) = split_schema(url);
         let mut opts =
             sqlx::postgres::PgConnectOptions::from_str(&base).map_err(|e| StoreError::Url {
