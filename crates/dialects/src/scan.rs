@@ -90,10 +90,24 @@ pub(crate) fn model_of(raw: Option<&serde_json::value::RawValue>) -> Result<Stri
     Ok(group)
 }
 
-/// A raw JSON number as u32 (saturating), if it is one.
-pub(crate) fn raw_u32(raw: Option<&serde_json::value::RawValue>) -> Option<u32> {
-    raw.and_then(|r| r.get().parse::<u64>().ok())
-        .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+/// A token count from its raw value: absent or `null` is none; a non-negative integer is taken
+/// (saturating at `u32::MAX`); anything else is refused, naming `field`.
+pub(crate) fn raw_u32(
+    raw: Option<&serde_json::value::RawValue>,
+    field: &'static str,
+) -> Result<Option<u32>, DecodeError> {
+    let Some(raw) = raw.filter(|r| r.get() != "null") else {
+        return Ok(None);
+    };
+    let text = raw.get();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        let n = text.parse::<u64>().unwrap_or(u64::MAX);
+        return Ok(Some(u32::try_from(n).unwrap_or(u32::MAX)));
+    }
+    Err(DecodeError::InvalidField {
+        field,
+        reason: "must be a non-negative integer",
+    })
 }
 
 /// Deserializes a field as its raw value even when it is `null` (so `null` keeps its span).
@@ -150,6 +164,210 @@ impl<'de> serde::Deserialize<'de> for Stats {
         }
         .deserialize(d)?;
         Ok(s)
+    }
+}
+
+/// What a dialect accepts as a message: its roles, and whether content blocks must be objects
+/// with a string `type`.
+#[derive(Debug)]
+pub(crate) struct MessageRules {
+    /// Accepted values of `role`.
+    pub(crate) roles: &'static [&'static str],
+    /// Content arrays hold typed blocks (Anthropic), not just any values.
+    pub(crate) typed_blocks: bool,
+}
+
+/// A `messages` array walked once: its text statistics and how many messages it has, each
+/// checked against a dialect's [`MessageRules`] (a role it knows, content of an accepted shape).
+#[derive(Debug, Default)]
+pub(crate) struct Messages {
+    pub(crate) stats: Stats,
+    pub(crate) count: usize,
+}
+
+impl Messages {
+    /// Deserializes and checks a `messages` array (for `deserialize_with`).
+    pub(crate) fn read<'de, D: Deserializer<'de>>(
+        d: D,
+        rules: &'static MessageRules,
+    ) -> Result<Option<Messages>, D::Error> {
+        let mut out = Messages::default();
+        d.deserialize_seq(MessagesVisitor {
+            rules,
+            out: &mut out,
+        })?;
+        Ok(Some(out))
+    }
+}
+
+/// A content-like value (a string, null, or an array of parts — typed blocks when `rules` say
+/// so) walked once for its statistics; anything else is refused.
+pub(crate) fn content_stats<'de, D: Deserializer<'de>>(
+    d: D,
+    rules: &'static MessageRules,
+) -> Result<Option<Stats>, D::Error> {
+    let mut stats = Stats::default();
+    ContentSeed {
+        rules,
+        stats: &mut stats,
+    }
+    .deserialize(d)?;
+    Ok(Some(stats))
+}
+
+struct MessagesVisitor<'s> {
+    rules: &'static MessageRules,
+    out: &'s mut Messages,
+}
+
+impl<'de> Visitor<'de> for MessagesVisitor<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of messages")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq
+            .next_element_seed(MessageSeed {
+                rules: self.rules,
+                stats: &mut self.out.stats,
+            })?
+            .is_some()
+        {
+            self.out.count += 1;
+        }
+        Ok(())
+    }
+}
+
+struct MessageSeed<'s> {
+    rules: &'static MessageRules,
+    stats: &'s mut Stats,
+}
+
+impl<'de> DeserializeSeed<'de> for MessageSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MessageSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a message object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.stats.items += 1;
+        let mut role = false;
+        while let Some(k) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match k.as_ref() {
+                "role" => {
+                    let r = map.next_value::<std::borrow::Cow<'de, str>>()?;
+                    if !self.rules.roles.contains(&r.as_ref()) {
+                        return Err(de::Error::custom(format_args!(
+                            "a message role must be one of {}",
+                            self.rules.roles.join(", ")
+                        )));
+                    }
+                    role = true;
+                }
+                "content" => map.next_value_seed(ContentSeed {
+                    rules: self.rules,
+                    stats: &mut *self.stats,
+                })?,
+                other => map.next_value_seed(Walk {
+                    stats: &mut *self.stats,
+                    key: key_of(other),
+                })?,
+            }
+        }
+        if !role {
+            return Err(de::Error::custom("each message needs a role"));
+        }
+        Ok(())
+    }
+}
+
+struct ContentSeed<'s> {
+    rules: &'static MessageRules,
+    stats: &'s mut Stats,
+}
+
+impl<'de> DeserializeSeed<'de> for ContentSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ContentSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("message content: a string or an array of content parts")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.stats.text_bytes += v.len();
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if !self.rules.typed_blocks {
+            return Walk {
+                stats: self.stats,
+                key: Key::Other,
+            }
+            .visit_seq(seq);
+        }
+        while seq
+            .next_element_seed(BlockSeed {
+                stats: &mut *self.stats,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+}
+
+/// A content block that must be an object with a string `type`.
+struct BlockSeed<'s> {
+    stats: &'s mut Stats,
+}
+
+impl<'de> DeserializeSeed<'de> for BlockSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BlockSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a content block object with a type")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.stats.items += 1;
+        let mut typed = false;
+        while let Some(k) = map.next_key::<KeyName>()? {
+            if k.0 == Key::Type {
+                let t = map.next_value::<std::borrow::Cow<'de, str>>()?;
+                if matches!(t.as_ref(), "image" | "image_url" | "input_image") {
+                    self.stats.images += 1;
+                }
+                typed = true;
+            } else {
+                map.next_value_seed(Walk {
+                    stats: &mut *self.stats,
+                    key: k.0,
+                })?;
+            }
+        }
+        if !typed {
+            return Err(de::Error::custom("each content block needs a type"));
+        }
+        Ok(())
     }
 }
 
@@ -230,6 +448,15 @@ impl<'de> Visitor<'de> for Walk<'_> {
 
 struct KeyName(Key);
 
+fn key_of(name: &str) -> Key {
+    match name {
+        "type" => Key::Type,
+        "data" => Key::Payload,
+        "url" => Key::Url,
+        _ => Key::Other,
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for KeyName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
@@ -239,12 +466,7 @@ impl<'de> serde::Deserialize<'de> for KeyName {
                 f.write_str("a key")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<KeyName, E> {
-                Ok(KeyName(match v {
-                    "type" => Key::Type,
-                    "data" => Key::Payload,
-                    "url" => Key::Url,
-                    _ => Key::Other,
-                }))
+                Ok(KeyName(key_of(v)))
             }
         }
         d.deserialize_str(V)

@@ -245,7 +245,8 @@ fn stream_events(
     out
 }
 
-/// `POST /v1/messages/count_tokens`: about four bytes per token, plus images.
+/// `POST /v1/messages/count_tokens`: about four bytes per token, plus images (scripts apply:
+/// delays, errors, raw bodies).
 pub(crate) async fn count_tokens(
     State(shared): State<Arc<Shared>>,
     method: Method,
@@ -253,7 +254,11 @@ pub(crate) async fn count_tokens(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    shared.record(&method, &uri, &headers, &body);
+    let guard = match prelude(&shared, &method, &uri, &headers, &body, error_response).await {
+        Ok((_, guard)) => guard,
+        Err(resp) => return resp,
+    };
+    guard.complete();
     let n = body.len() / 4;
     (
         [(header::CONTENT_TYPE, "application/json")],

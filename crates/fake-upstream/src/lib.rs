@@ -343,6 +343,9 @@ pub(crate) async fn prelude(
         .map_err(|e| error_response(StatusCode::BAD_REQUEST, &e))?;
     let guard = ResponseGuard::new(shared.clone());
     before_headers(&script).await;
+    if script.raw_events.is_some() || script.endless_line_bytes.is_some() {
+        return Err(raw_stream(&script, guard));
+    }
     if let Some(resp) = raw_response(&script) {
         guard.complete();
         return Err(resp);
@@ -367,6 +370,27 @@ async fn before_headers(script: &Script) {
     if script.delay_ms > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(script.delay_ms)).await;
     }
+}
+
+/// The stream of a script's `raw_events` (and endless line).
+fn raw_stream(script: &Script, guard: ResponseGuard) -> Response {
+    let mut events: Vec<Bytes> = script
+        .raw_events
+        .iter()
+        .flatten()
+        .map(|e| Bytes::from(e.clone()))
+        .collect();
+    let mut script = script.clone();
+    if let Some(mut left) = script.endless_line_bytes {
+        events.push(Bytes::from_static(b"data: "));
+        while left > 0 {
+            let n = left.min(64 * 1024);
+            events.push(Bytes::from(vec![b'x'; n]));
+            left -= n;
+        }
+        script.stall_after_events = Some(events.len());
+    }
+    sse_response(events, &script, guard)
 }
 
 /// The response for a script's `raw_body`, if it has one.

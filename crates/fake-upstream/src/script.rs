@@ -36,6 +36,11 @@ pub struct Script {
     pub close_after_events: Option<usize>,
     /// Go silent (keep the connection open) after this many streamed events.
     pub stall_after_events: Option<usize>,
+    /// Answer a stream (`text/event-stream`) of exactly these pieces, each sent as it is
+    /// (whatever the request's dialect), paced by `chunk_delay_ms`.
+    pub raw_events: Option<Vec<String>>,
+    /// After `raw_events`, send this many bytes of one line that never ends, then go silent.
+    pub endless_line_bytes: Option<usize>,
 }
 
 /// A scripted tool call.

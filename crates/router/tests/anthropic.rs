@@ -586,6 +586,65 @@ async fn count_tokens_passes_through_or_estimates() {
     assert_eq!(h.fake.requests().len(), 1, "estimates ask no upstream");
 }
 
+/// Issue 12: count_tokens left no usage record, waited a hard-coded 30 s on the upstream, and
+/// its local estimate answered 200 to malformed messages.
+#[tokio::test]
+async fn issue_12_count_tokens_is_recorded_budgeted_and_validated() {
+    let mut h = start().await;
+    let body = json!({"model": "claude", "messages": [{"role": "user", "content": "Hello there"}]});
+    let r = send(
+        "POST",
+        &h.url("/v1/messages/count_tokens"),
+        &[("x-api-key", "test-token")],
+        Bytes::from(body.to_string()),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let o = h.outcome().await;
+    assert_eq!(o.surface, "anthropic_count_tokens");
+    assert_eq!((o.http_status, o.error_kind), (200, None));
+    assert_eq!(o.caller.as_deref(), Some("app"));
+    assert_eq!(o.attempts.len(), 1);
+    assert_eq!(&*o.attempts[0].model, "claude-up");
+    // A slow upstream count is abandoned when the caller's budget runs out, and estimated.
+    h.fake.enqueue(Script {
+        delay_ms: 3_000,
+        ..Script::default()
+    });
+    let started = std::time::Instant::now();
+    let r = send(
+        "POST",
+        &h.url("/v1/messages/count_tokens"),
+        &[("x-api-key", "test-token"), ("x-router-timeout-ms", "300")],
+        Bytes::from(body.to_string()),
+    )
+    .await;
+    assert!(started.elapsed() < std::time::Duration::from_millis(2_000));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-router-token-count"), Some("estimate"));
+    let o = h.outcome().await;
+    assert_eq!(o.attempts[0].outcome, "timeout");
+    // The local estimate refuses what the Messages API refuses.
+    for bad in [
+        json!({"model": "gpt", "messages": [{"role": "user", "content": 5}]}),
+        json!({"model": "gpt", "messages": [{"role": "robot", "content": "x"}]}),
+        json!({"model": "gpt", "messages": [{"content": "x"}]}),
+        json!({"model": "gpt", "messages": [{"role": "user", "content": [{"text": "untyped"}]}]}),
+    ] {
+        let r = send(
+            "POST",
+            &h.url("/v1/messages/count_tokens"),
+            &[("x-api-key", "test-token")],
+            Bytes::from(bad.to_string()),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+        assert_eq!(r.json()["error"]["type"], "invalid_request_error");
+        let o = h.outcome().await;
+        assert_eq!(o.http_status, 400);
+    }
+}
+
 #[tokio::test]
 async fn models_in_anthropic_shape_and_hello() {
     let h = start().await;

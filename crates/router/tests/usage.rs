@@ -529,7 +529,65 @@ macro_rules! both_backends {
     };
 }
 
+/// Issue 12: spool replay dropped undecodable lines without counting them. They are now counted
+/// (`smart_router_usage_spool_rejected_lines`) and kept aside in `SPOOL.rejected`; the good
+/// records around them are stored.
+async fn issue_12_unreadable_spool_lines_are_counted_and_kept(url: String) {
+    let store = router::usage::store::open(&url).unwrap();
+    store.migrate().await.unwrap();
+    let spool = std::env::temp_dir().join(format!("sr-spool-{}", common::uuid_like()));
+    let good = |id: &str| {
+        json!({"record_id": id, "request_id": id, "parent_id": null, "started_at_ms": 1_700_000_000_000i64,
+               "caller": "alice", "project": null, "team": null, "environment": null, "client": "curl",
+               "surface": "openai_chat", "group": "g", "provider": "fake", "model": "first",
+               "status": "ok", "http_status": 200, "error_kind": null, "attempts": 1,
+               "attempts_json": "[]", "fallback": false, "stream": false, "latency_ms": 1.0,
+               "ttft_ms": null, "input_tokens": 1, "cached_tokens": 0, "cache_write_tokens": 0,
+               "output_tokens": 1, "reasoning_tokens": 0, "cost_usd": 0.0, "warnings": "[]",
+               "affinity_hit": null})
+        .to_string()
+    };
+    let text = format!(
+        "{}\n{{\"truncated\": \n{}\nnot json at all\n",
+        good("spool-a"),
+        good("spool-b")
+    );
+    std::fs::write(&spool, text).unwrap();
+    let writer = router::usage::Writer::spawn(
+        store.clone(),
+        router::config::WriterConfig {
+            batch_size: 10,
+            flush_interval: std::time::Duration::from_millis(20),
+            queue_capacity: 100,
+            spool_path: spool.clone(),
+            spool_max_bytes: 1 << 20,
+            retry_interval: std::time::Duration::from_millis(50),
+        },
+    );
+    let stats = writer.stats.clone();
+    assert!(
+        common::eventually(|| stats.written.load(std::sync::atomic::Ordering::Relaxed) == 2).await,
+        "both good records stored"
+    );
+    assert_eq!(
+        stats
+            .spool_rejected
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    let mut rejected = spool.clone().into_os_string();
+    rejected.push(".rejected");
+    let kept = std::fs::read_to_string(&rejected).unwrap();
+    assert_eq!(kept, "{\"truncated\": \nnot json at all\n");
+    assert_eq!(std::fs::metadata(&spool).unwrap().len(), 0, "spool emptied");
+    writer.shutdown().await;
+    assert_eq!(store.by_request_id("spool-b").await.unwrap().len(), 1);
+    let _ = std::fs::remove_file(&spool);
+    let _ = std::fs::remove_file(&rejected);
+}
+
 both_backends!(
+    issue_12_unreadable_spool_lines_are_counted_and_kept,
     records_are_complete_and_priced,
     reports_group_and_filter,
     exports_stream_every_record,

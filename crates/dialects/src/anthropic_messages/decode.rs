@@ -8,7 +8,10 @@ use crate::canonical::{
     self, ImageSource, Needs, Opaque, Part, Reasoning, RequestSummary, ResponseFormat, Role, Tool,
     ToolChoice, Usage, Warning, push_message,
 };
-use crate::scan::{Inspected, Stats, model_of, object_start, raw_u32, span_of};
+use crate::scan::{
+    Inspected, MessageRules, Messages, Stats, content_stats, model_of, object_start, raw_u32,
+    span_of,
+};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -17,9 +20,9 @@ use serde_json::{Value, json};
 struct RequestView<'a> {
     #[serde(borrow, default, deserialize_with = "crate::scan::always_some")]
     model: Option<&'a RawValue>,
-    #[serde(default)]
-    messages: Option<Vec<Stats>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "messages")]
+    messages: Option<Messages>,
+    #[serde(default, deserialize_with = "system")]
     system: Option<Stats>,
     #[serde(borrow, default)]
     tools: Option<Vec<&'a RawValue>>,
@@ -60,6 +63,20 @@ struct MetadataView {
     user_id: Option<String>,
 }
 
+/// Messages roles (`system` turns are what Claude Code sends mid-conversation) and typed blocks.
+const RULES: MessageRules = MessageRules {
+    roles: &["user", "assistant", "system"],
+    typed_blocks: true,
+};
+
+fn messages<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Messages>, D::Error> {
+    Messages::read(d, &RULES)
+}
+
+fn system<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Stats>, D::Error> {
+    content_stats(d, &RULES)
+}
+
 /// Inspects a Messages request in one borrowed parse.
 pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
     inspect(body, true)
@@ -84,7 +101,7 @@ fn inspect(body: &[u8], needs_max_tokens: bool) -> Result<Inspected, DecodeError
         });
     }
     let mut stats = view.system.unwrap_or_default();
-    messages.iter().for_each(|m| stats.add(m));
+    stats.add(&messages.stats);
     let tools = view.tools.unwrap_or_default();
     Ok(Inspected {
         dialect: crate::Dialect::AnthropicMessages,
@@ -101,7 +118,7 @@ fn inspect(body: &[u8], needs_max_tokens: bool) -> Result<Inspected, DecodeError
                     .is_some_and(|f| is_json_schema(&f)),
             },
             estimated_prompt_tokens: stats.estimate_with_tools(&tools),
-            max_output_tokens: raw_u32(view.max_tokens),
+            max_output_tokens: raw_u32(view.max_tokens, "max_tokens")?,
             session_key: view
                 .metadata
                 .and_then(|m| m.user_id)

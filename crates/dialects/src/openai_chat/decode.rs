@@ -7,7 +7,7 @@ use crate::canonical::{
     self, FinishReason, ImageSource, Needs, Part, Reasoning, RequestSummary, ResponseFormat, Role,
     Tool, ToolChoice, Usage, Warning, push_message,
 };
-use crate::scan::{Inspected, Stats, model_of, object_start, raw_u32, span_of};
+use crate::scan::{Inspected, MessageRules, Messages, model_of, object_start, raw_u32, span_of};
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -17,8 +17,8 @@ use std::borrow::Cow;
 struct RequestView<'a> {
     #[serde(borrow, default, deserialize_with = "crate::scan::always_some")]
     model: Option<&'a RawValue>,
-    #[serde(default)]
-    messages: Option<Vec<Stats>>,
+    #[serde(default, deserialize_with = "messages")]
+    messages: Option<Messages>,
     #[serde(default)]
     stream: Option<bool>,
     #[serde(borrow, default, deserialize_with = "crate::scan::always_some")]
@@ -43,6 +43,23 @@ struct FormatView<'a> {
     kind: Cow<'a, str>,
 }
 
+/// Chat message roles (`function` is the legacy tool role).
+const RULES: MessageRules = MessageRules {
+    roles: &[
+        "system",
+        "developer",
+        "user",
+        "assistant",
+        "tool",
+        "function",
+    ],
+    typed_blocks: false,
+};
+
+fn messages<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Messages>, D::Error> {
+    Messages::read(d, &RULES)
+}
+
 /// Inspects a Chat request in one borrowed parse: summary, `model` span, `stream_options`.
 pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
     let object_start = object_start(body)?;
@@ -51,7 +68,7 @@ pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
     let messages = view
         .messages
         .ok_or(DecodeError::MissingField { field: "messages" })?;
-    if messages.is_empty() {
+    if messages.count == 0 {
         return Err(DecodeError::InvalidField {
             field: "messages",
             reason: "must contain at least one message",
@@ -64,8 +81,7 @@ pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
         .flatten()
         .copied()
         .collect();
-    let mut stats = Stats::default();
-    messages.iter().for_each(|m| stats.add(m));
+    let stats = messages.stats;
     let include_usage = view.stream_options.is_some_and(|raw| {
         serde_json::from_str::<Value>(raw.get())
             .ok()
@@ -85,7 +101,8 @@ pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
                     .is_some_and(|f| f.kind == "json_schema"),
             },
             estimated_prompt_tokens: stats.estimate_with_tools(&tools),
-            max_output_tokens: raw_u32(view.max_completion_tokens.or(view.max_tokens)),
+            max_output_tokens: raw_u32(view.max_completion_tokens, "max_completion_tokens")?
+                .or(raw_u32(view.max_tokens, "max_tokens")?),
             session_key: view.prompt_cache_key.filter(|k| !k.is_empty()),
         },
         model_span: span_of(body, view.model.expect("model_of checked it")),

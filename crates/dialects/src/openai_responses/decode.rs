@@ -7,7 +7,9 @@ use crate::canonical::{
     self, FinishReason, ImageSource, Needs, Opaque, Part, Reasoning, RequestSummary,
     ResponseFormat, Role, Tool, ToolChoice, Usage, Warning, push_message,
 };
-use crate::scan::{Inspected, Stats, model_of, object_start, raw_u32, span_of};
+use crate::scan::{
+    Inspected, MessageRules, Stats, content_stats, model_of, object_start, raw_u32, span_of,
+};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -16,7 +18,7 @@ use serde_json::{Value, json};
 struct RequestView<'a> {
     #[serde(borrow, default, deserialize_with = "crate::scan::always_some")]
     model: Option<&'a RawValue>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "input")]
     input: Option<Stats>,
     #[serde(default)]
     instructions: Option<Stats>,
@@ -36,6 +38,16 @@ struct RequestView<'a> {
 struct TextView {
     #[serde(default)]
     format: Option<Value>,
+}
+
+/// `input`: a string or an array of items (any shapes: items are many and evolve).
+const INPUT: MessageRules = MessageRules {
+    roles: &[],
+    typed_blocks: false,
+};
+
+fn input<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Stats>, D::Error> {
+    content_stats(d, &INPUT)
 }
 
 /// Inspects a Responses request in one borrowed parse.
@@ -63,7 +75,7 @@ pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
                     .is_some_and(|f| f["type"] == "json_schema"),
             },
             estimated_prompt_tokens: stats.estimate_with_tools(&tools),
-            max_output_tokens: raw_u32(view.max_output_tokens),
+            max_output_tokens: raw_u32(view.max_output_tokens, "max_output_tokens")?,
             session_key: view.prompt_cache_key.filter(|k| !k.is_empty()),
         },
         model_span: span_of(body, view.model.expect("model_of checked it")),

@@ -8,6 +8,7 @@ use crate::state::AppState;
 use crate::time::parse_time_ms;
 use crate::usage::store::{self, Dimension, ReportQuery};
 use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use dialects::Dialect;
@@ -90,6 +91,17 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Answe
     Ok(r)
 }
 
+/// A query string we could not read, as our own 400 (not the framework's plain text).
+#[allow(clippy::result_large_err)] // the refusal is the response itself
+fn query(q: Result<Query<UsageParams>, QueryRejection>) -> Result<UsageParams, Response> {
+    q.map(|Query(p)| p).map_err(|e| {
+        bad_request(format!(
+            "cannot read the query string: {}",
+            crate::bounds::clip(&e.body_text(), 200)
+        ))
+    })
+}
+
 /// Query of the report and export endpoints.
 #[derive(Debug, Deserialize)]
 pub struct UsageParams {
@@ -127,7 +139,6 @@ async fn report(
     caller: Option<String>,
     default_group_by: &str,
 ) -> Answer {
-    let store = state.store.as_ref().ok_or_else(no_store)?;
     let (from_ms, to_ms) = range(p).map_err(bad_request)?;
     let group_by = Dimension::parse_list(p.group_by.as_deref().unwrap_or(default_group_by))
         .map_err(bad_request)?;
@@ -140,8 +151,14 @@ async fn report(
     let csv = match p.format.as_deref().unwrap_or("json") {
         "csv" => true,
         "json" => false,
-        other => return Err(bad_request(format!("unknown format {other:?} (json, csv)"))),
+        other => {
+            return Err(bad_request(format!(
+                "unknown format {:?} (json, csv)",
+                crate::bounds::clip(other, 32)
+            )));
+        }
     };
+    let store = state.store.as_ref().ok_or_else(no_store)?;
     let rows = store::report::run(store.as_ref(), &q)
         .await
         .map_err(store_unavailable)?;
@@ -160,9 +177,10 @@ async fn report(
 pub async fn usage_report(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(p): Query<UsageParams>,
+    q: Result<Query<UsageParams>, QueryRejection>,
 ) -> Answer {
     require(&state, &headers, &[Role::ReportAdmin])?;
+    let p = query(q)?;
     report(&state, &p, None, "group").await
 }
 
@@ -170,9 +188,10 @@ pub async fn usage_report(
 pub async fn own_usage(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(p): Query<UsageParams>,
+    q: Result<Query<UsageParams>, QueryRejection>,
 ) -> Answer {
     let caller = require(&state, &headers, &[Role::Caller])?;
+    let p = query(q)?;
     let allowed = [
         "group", "model", "provider", "client", "surface", "status", "day", "hour",
     ];
@@ -183,7 +202,8 @@ pub async fn own_usage(
             .find(|d| !d.is_empty() && !allowed.contains(d))
         {
             return Err(bad_request(format!(
-                "group_by {bad:?} is not available here (allowed: {})",
+                "group_by {:?} is not available here (allowed: {})",
+                crate::bounds::clip(bad, 32),
                 allowed.join(", ")
             )));
         }
@@ -195,9 +215,10 @@ pub async fn own_usage(
 pub async fn request_detail(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Answer {
     require(&state, &headers, &[Role::ReportAdmin])?;
+    let Path(id) = id.map_err(|_| bad_request("the request id is not valid text".into()))?;
     let store = state.store.as_ref().ok_or_else(no_store)?;
     let records = store.by_request_id(&id).await.map_err(store_unavailable)?;
     if records.is_empty() {
@@ -283,20 +304,22 @@ pub fn export_line(r: &crate::usage::UsageRecord, csv: bool) -> String {
 pub async fn export(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(p): Query<UsageParams>,
+    q: Result<Query<UsageParams>, QueryRejection>,
 ) -> Answer {
     require(&state, &headers, &[Role::ReportAdmin])?;
-    let store = state.store.clone().ok_or_else(no_store)?;
+    let p = query(q)?;
     let (from_ms, to_ms) = range(&p).map_err(bad_request)?;
     let csv = match p.format.as_deref().unwrap_or("jsonl") {
         "csv" => true,
         "jsonl" => false,
         other => {
             return Err(bad_request(format!(
-                "unknown format {other:?} (jsonl, csv)"
+                "unknown format {:?} (jsonl, csv)",
+                crate::bounds::clip(other, 32)
             )));
         }
     };
+    let store = state.store.clone().ok_or_else(no_store)?;
     let (tx, rx) = tokio::sync::mpsc::channel(256);
     // The producer stops when the client goes away (its sends fail).
     tokio::spawn(async move { store.export(from_ms, to_ms, tx).await });

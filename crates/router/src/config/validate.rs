@@ -16,7 +16,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
         Err(e) => {
             let path = e.path().to_string();
             let path = if path == "." { "(file)".into() } else { path };
-            let message = e.into_inner().to_string().trim_end().replace('\n', " ");
+            let message = parse_message(&path, &e.into_inner(), text);
             return Err(ConfigErrors(vec![ConfigError::Parse { path, message }]));
         }
     };
@@ -33,6 +33,46 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             Err(ConfigErrors(errors))
         }
     }
+}
+
+/// A TOML parse or type error as we report it: the position (line and column) and the
+/// parser's description — never the offending line's text, which may hold an inline secret.
+/// Under `providers` and `callers` (and when the key is unknown) quoted values are cut from
+/// the description too (a type error names the value it found).
+fn parse_message(path: &str, e: &toml::de::Error, text: &str) -> String {
+    let mut message = e.message().trim().replace('\n', " ");
+    let sensitive =
+        path == "(file)" || path.starts_with("providers") || path.starts_with("callers");
+    if sensitive {
+        message = without_quoted(&message);
+    }
+    match e.span() {
+        Some(span) => {
+            let before = &text.as_bytes()[..span.start.min(text.len())];
+            let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+            let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
+    }
+}
+
+/// `s` without what stands between double quotes or backticks.
+fn without_quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut open: Option<char> = None;
+    for c in s.chars() {
+        match (open, c) {
+            (None, '"' | '`') => {
+                open = Some(c);
+                out.push_str("(value)");
+            }
+            (Some(q), c) if c == q => open = None,
+            (Some(_), _) => {}
+            (None, c) => out.push(c),
+        }
+    }
+    out
 }
 
 /// Lower-case hex of bytes.
@@ -680,5 +720,67 @@ mod tests {
         assert!(errs.starts_with("server.max_body_bytes: "), "{errs}");
         let errs = parse("[server\n").unwrap_err().to_string();
         assert!(errs.starts_with("(file): "), "{errs}");
+    }
+
+    /// Issue 12: provider `headers` could not come from `env:`/`file:` and showed in `Debug`.
+    #[test]
+    fn issue_12_provider_headers_take_secret_references_and_stay_hidden() {
+        let dir = std::env::temp_dir().join(format!("sr-hdr-{}", std::process::id()));
+        std::fs::write(&dir, "org-from-file-123\n").unwrap();
+        let text = GOOD.replace(
+            "api_key = \"sk-test\"",
+            &format!(
+                "api_key = \"sk-test\"\nheaders = {{ \"openai-organization\" = \"file:{}\", \"x-extra\" = \"plain-inline-value\" }}",
+                dir.display()
+            ),
+        );
+        let c = parse(&text).unwrap();
+        let headers = &c.providers[0].headers;
+        let org = headers
+            .iter()
+            .find(|(k, _)| k == "openai-organization")
+            .unwrap();
+        assert_eq!(org.1.to_str().unwrap(), "org-from-file-123");
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("org-from-file-123"),
+            "Debug shows a header value"
+        );
+        assert!(
+            !debug.contains("plain-inline-value"),
+            "Debug shows a header value"
+        );
+        assert!(!debug.contains("sk-test"), "Debug shows the key");
+        let missing = GOOD.replace(
+            "api_key = \"sk-test\"",
+            "api_key = \"sk-test\"\nheaders = { \"x-k\" = \"env:SMART_ROUTER_TEST_UNSET_HEADER\" }",
+        );
+        let errs = parse(&missing).unwrap_err().to_string();
+        assert!(
+            errs.contains("providers.openai.headers.x-k: environment variable SMART_ROUTER_TEST_UNSET_HEADER is not set"),
+            "{errs}"
+        );
+        std::fs::remove_file(&dir).unwrap();
+    }
+
+    /// Issue 12: a parse or type error names the key path and position, never the line's text
+    /// (which can hold an inline key with a missing quote) nor a secret value it found.
+    #[test]
+    fn issue_12_parse_errors_never_print_the_line_or_its_value() {
+        let broken_quote = "[providers.openai]\nkind = \"openai\"\napi_key = \"sk-live-abcdef123456\nbase_url = \"http://x\"\n";
+        let errs = parse(broken_quote).unwrap_err().to_string();
+        assert!(errs.contains("line 3, column"), "{errs}");
+        assert!(!errs.contains("sk-live"), "{errs}");
+        let wrong_type = "[providers.openai]\nkind = \"openai\"\nbase_url = \"http://x\"\nconnect_timeout_ms = \"sk-live-abcdef123456\"\n";
+        let errs = parse(wrong_type).unwrap_err().to_string();
+        assert!(
+            errs.starts_with("providers.openai.connect_timeout_ms: line 4"),
+            "{errs}"
+        );
+        assert!(!errs.contains("sk-live"), "{errs}");
+        let caller = "[[callers]]\nname = \"a\"\ntoken = [\"tok-secret-value\"]\n";
+        let errs = parse(caller).unwrap_err().to_string();
+        assert!(errs.starts_with("callers[0].token: line 3"), "{errs}");
+        assert!(!errs.contains("tok-secret-value"), "{errs}");
     }
 }

@@ -61,10 +61,11 @@ pub(super) async fn list(State(state): State<AppState>, headers: HeaderMap) -> R
 /// One group, or 404 `model_not_found` when unknown or not allowed (indistinguishable).
 pub(super) async fn get_one(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, axum::extract::rejection::PathRejection>,
     headers: HeaderMap,
 ) -> Response {
     let dialect = dialect_of(&headers);
+    let id = id.map_or_else(|_| String::new(), |Path(id)| id);
     let caller = match state.auth.require(&headers, &[Role::Caller]) {
         Ok(c) => c,
         Err(e) => return e.into_response(dialect),

@@ -74,7 +74,8 @@ impl Dimension {
                     .ok_or_else(|| {
                         let names: Vec<&str> = Self::ALL.iter().map(|(n, _)| *n).collect();
                         format!(
-                            "unknown group_by dimension {p:?} (known: {})",
+                            "unknown group_by dimension {:?} (known: {})",
+                            crate::bounds::clip(p, 32),
                             names.join(", ")
                         )
                     })
