@@ -42,11 +42,31 @@ pub(crate) struct Served {
 impl Served {
     /// Writes `config(dir)` and starts `serve` on it with JSON logs; returns once it listens.
     pub(crate) fn start(name: &str, config: impl FnOnce(&Path) -> String) -> Served {
+        Self::start_limited(name, None, config)
+    }
+
+    /// Like [`Served::start`], with the process's open-file limit set to `nofile` (through the
+    /// shell's `ulimit`, before the binary starts).
+    pub(crate) fn start_limited(
+        name: &str,
+        nofile: Option<u64>,
+        config: impl FnOnce(&Path) -> String,
+    ) -> Served {
         let dir = temp_dir(name);
         let cfg = dir.join("config.toml");
         std::fs::write(&cfg, config(&dir)).unwrap();
         let log = dir.join("log.jsonl");
-        let mut child = bin()
+        let mut cmd = match nofile {
+            None => bin(),
+            Some(n) => {
+                let mut c = Command::new("bash");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_smart-router"));
+                c
+            }
+        };
+        let mut child = cmd
             .args(["--log-format", "json", "serve", "--config"])
             .arg(&cfg)
             .stdout(Stdio::piped())
