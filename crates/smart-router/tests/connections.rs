@@ -130,9 +130,7 @@ token = "metrics-token"
             t.abort();
         }
         // The closes are counted by reason, without any caller label.
-        let req = format!(
-            "GET /metrics HTTP/1.1\r\nhost: x\r\nauthorization: Bearer metrics-token\r\nconnection: close\r\n\r\n"
-        );
+        let req = "GET /metrics HTTP/1.1\r\nhost: x\r\nauthorization: Bearer metrics-token\r\nconnection: close\r\n\r\n";
         let mut s = TcpStream::connect(&addr).await.unwrap();
         s.write_all(req.as_bytes()).await.unwrap();
         let mut out = String::new();
