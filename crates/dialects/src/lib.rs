@@ -5,13 +5,20 @@
 //!   no knowledge of any dialect.
 //! - [`canonical`]: the dialect-neutral view the router's core works with: a
 //!   [`canonical::RequestSummary`] (group, stream, needs, token estimate) and [`canonical::Usage`].
-//! - [`openai_chat`]: OpenAI Chat Completions wire types, the passthrough decoder that yields a
-//!   summary plus the byte spans to rewrite, the rewriter, stream usage tap and error shape.
+//! - [`openai_chat`], [`anthropic_messages`], [`openai_responses`]: one module per dialect, each
+//!   with the same files (`types`, `decode`, `encode`, `stream`, `error`): wire types, the
+//!   passthrough inspection (a summary plus the byte spans to rewrite), decoding into and
+//!   encoding from the canonical model (requests, responses, stream events), the stream usage
+//!   tap and the error shape.
+//! - [`passthrough`] and [`translate`]: dispatch by dialect, so the router never looks inside one.
+//! - `scan` (private): what every inspection shares — the body-shape check (a JSON object, never
+//!   an array read positionally), message checks and text statistics gathered in the same pass.
 //!
-//! Data flow on the passthrough path: request bytes -> `openai_chat::decode::inspect_request`
-//! (one borrowed parse) -> `openai_chat::encode::rewrite_request` (byte splice, no re-serialise)
-//! -> upstream; response bytes -> `openai_chat::decode::response_usage` or, for streams,
-//! `sse::Splitter` + `openai_chat::stream::tap_chunk`.
+//! Data flow on the passthrough path: request bytes -> `passthrough::inspect_request` (one
+//! borrowed parse) -> `passthrough::rewrite_request` (byte splice, no re-serialise) -> upstream;
+//! response bytes -> `passthrough::response_usage` or, for streams, `sse::Splitter` (bounded)
+//! + `passthrough::tap_event`. Translation: `translate::decode_request` -> canonical ->
+//! `translate::encode_request`, and back with the response and stream codecs.
 
 pub mod anthropic_messages;
 pub mod canonical;

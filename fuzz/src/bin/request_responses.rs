@@ -1,0 +1,7 @@
+//! Fuzz target: `request` in dialect `responses` (see `smart_router_fuzz::request`).
+
+fn main() {
+    afl::fuzz!(|data: &[u8]| {
+        smart_router_fuzz::request(dialects::Dialect::OpenAiResponses, data);
+    });
+}

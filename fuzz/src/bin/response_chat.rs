@@ -1,0 +1,7 @@
+//! Fuzz target: `response` in dialect `chat` (see `smart_router_fuzz::response`).
+
+fn main() {
+    afl::fuzz!(|data: &[u8]| {
+        smart_router_fuzz::response(dialects::Dialect::OpenAiChat, data);
+    });
+}
