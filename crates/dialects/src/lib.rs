@@ -17,7 +17,7 @@
 //! Data flow on the passthrough path: request bytes -> `passthrough::inspect_request` (one
 //! borrowed parse) -> `passthrough::rewrite_request` (byte splice, no re-serialise) -> upstream;
 //! response bytes -> `passthrough::response_usage` or, for streams, `sse::Splitter` (bounded)
-//! + `passthrough::tap_event`. Translation: `translate::decode_request` -> canonical ->
+//! and `passthrough::tap_event`. Translation: `translate::decode_request` -> canonical ->
 //! `translate::encode_request`, and back with the response and stream codecs.
 
 pub mod anthropic_messages;

@@ -112,6 +112,27 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
+/// The value of `all` spelled `value`, or an [`ConfigError::InvalidChoice`] at `path` (with a
+/// suggestion) pushed onto `errors`.
+pub(super) fn choice<T: Copy>(
+    errors: &mut Vec<ConfigError>,
+    path: String,
+    value: &str,
+    all: &[(&'static str, T)],
+) -> Option<T> {
+    if let Some((_, v)) = all.iter().find(|(name, _)| *name == value) {
+        return Some(*v);
+    }
+    let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
+    errors.push(ConfigError::InvalidChoice {
+        path,
+        value: value.to_string(),
+        expected: names.join(", "),
+        suggestion: suggest(value, names.iter().copied()),
+    });
+    None
+}
+
 /// The closest of `candidates` to `word`, if close enough to be a likely typo.
 pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     let limit = (word.chars().count() / 3).max(2);

@@ -2,6 +2,7 @@
 //! the only form the rest of the router sees. Validation reports every problem at once, each
 //! with the path of its key.
 
+mod callers;
 mod error;
 pub mod raw;
 mod secret;

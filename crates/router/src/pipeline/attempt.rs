@@ -6,6 +6,7 @@
 use super::RequestContext;
 use super::admit::Admitted;
 use super::conversion::{Checked, Conversion};
+use crate::config::TargetConfig;
 use crate::error::Error;
 use crate::outcome::Attempt;
 use crate::routing::AttemptPlan;
@@ -61,6 +62,14 @@ struct Sending<'a> {
     hop_margin: Duration,
 }
 
+/// What to do after an attempt failed.
+enum Next {
+    /// Try the same target again (if retries are left).
+    Retry,
+    /// Move on to the next target.
+    NextTarget,
+}
+
 /// Runs the plan: each target in order, retrying the same target `retries_per_target` times
 /// with jittered backoff, at most `plan.max_attempts` attempts in all, within the deadline.
 /// Notes every attempt on the outcome and in target health.
@@ -84,7 +93,6 @@ pub(super) async fn run(
         deadline: admitted.deadline,
         hop_margin: routing.hop_margin,
     };
-    let budget = admitted.budget;
     let mut last: Option<UpstreamError> = None;
     let mut made = 0u32;
     'targets: for planned in &plan.targets {
@@ -98,10 +106,7 @@ pub(super) async fn run(
                 if state.health.cooling(target.id).is_some() {
                     break;
                 }
-                let cap = routing
-                    .retry_backoff
-                    .saturating_mul(1 << (retry - 1).min(16));
-                let pause = cap.mul_f64(fastrand::f64());
+                let pause = backoff(routing.retry_backoff, retry);
                 if Instant::now() + pause >= ex.deadline {
                     break 'targets;
                 }
@@ -114,23 +119,9 @@ pub(super) async fn run(
             made += 1;
             let body = conv.upstream_body(admitted, target, provider.dialect())?;
             let result = attempt(provider, body, &ex, conv, now).await;
-            let latency = now.elapsed();
-            let names = state.recorder.target(target.id);
-            cx.outcome.attempt(Attempt {
-                target: target.id,
-                provider: names.provider.clone(),
-                model: names.model.clone(),
-                outcome: result.as_ref().map_or_else(UpstreamError::kind, |_| "ok"),
-                status: match &result {
-                    Ok((head, _)) => Some(head.status.as_u16()),
-                    Err(e) => e.status(),
-                },
-                latency,
-            });
+            note(cx, target, &result, now.elapsed());
             match result {
                 Ok((head, reply)) => {
-                    state.health.record_success(target.id, latency);
-                    cx.outcome.served_by_last();
                     return Ok(Committed {
                         provider: target.provider,
                         target: target.id,
@@ -140,37 +131,95 @@ pub(super) async fn run(
                     });
                 }
                 Err(e) => {
-                    state.health.record_failure(target.id, &e);
-                    tracing::warn!(
-                        provider = %provider.name,
-                        model = %target.model,
-                        error = e.kind(),
-                        status = e.status(),
-                        retryable = e.retryable(),
-                        "attempt failed"
-                    );
-                    if !e.retryable() {
-                        return Err(Error::Upstream(e));
-                    }
-                    let same_target_pointless = matches!(
-                        e,
-                        UpstreamError::CredentialRejected { .. } | UpstreamError::Status { .. }
-                    ) && state.health.cooling(target.id).is_some();
+                    let (next, e) = after_failure(cx, target, e)?;
                     last = Some(e);
-                    if same_target_pointless {
+                    if let Next::NextTarget = next {
                         break;
                     }
                 }
             }
         }
     }
+    Err(exhausted(last, ex.deadline, admitted.budget))
+}
+
+/// Full-jitter exponential backoff before retry number `retry` (1-based) at one target.
+fn backoff(base: Duration, retry: u32) -> Duration {
+    let cap = base.saturating_mul(1 << (retry - 1).min(16));
+    cap.mul_f64(fastrand::f64())
+}
+
+/// Notes one attempt on the outcome and in target health.
+fn note(
+    cx: &mut RequestContext,
+    target: &TargetConfig,
+    result: &Result<(http::response::Parts, Reply), UpstreamError>,
+    latency: Duration,
+) {
+    let names = cx.state.recorder.target(target.id);
+    cx.outcome.attempt(Attempt {
+        target: target.id,
+        provider: names.provider.clone(),
+        model: names.model.clone(),
+        outcome: result.as_ref().map_or_else(UpstreamError::kind, |_| "ok"),
+        status: match result {
+            Ok((head, _)) => Some(head.status.as_u16()),
+            Err(e) => e.status(),
+        },
+        latency,
+    });
+    match result {
+        Ok(_) => {
+            cx.state.health.record_success(target.id, latency);
+            cx.outcome.served_by_last();
+        }
+        Err(e) => cx.state.health.record_failure(target.id, e),
+    }
+}
+
+/// Logs a failed attempt and decides what follows: a non-retryable failure ends the request
+/// (the upstream's own answer goes back); a target that went into cooldown on a status or
+/// credential failure is not retried.
+fn after_failure(
+    cx: &RequestContext,
+    target: &TargetConfig,
+    e: UpstreamError,
+) -> Result<(Next, UpstreamError), Error> {
+    tracing::warn!(
+        provider = %cx.state.providers[target.provider].name,
+        model = %target.model,
+        error = e.kind(),
+        status = e.status(),
+        retryable = e.retryable(),
+        "attempt failed"
+    );
+    if !e.retryable() {
+        return Err(Error::Upstream(e));
+    }
+    let pointless = matches!(
+        e,
+        UpstreamError::CredentialRejected { .. } | UpstreamError::Status { .. }
+    ) && cx.state.health.cooling(target.id).is_some();
+    Ok((
+        if pointless {
+            Next::NextTarget
+        } else {
+            Next::Retry
+        },
+        e,
+    ))
+}
+
+/// The error once no attempt is left: the deadline when it ran out (or nothing was tried),
+/// else the last attempt's failure.
+fn exhausted(last: Option<UpstreamError>, deadline: Instant, budget: Duration) -> Error {
     let budget_ms = budget.as_millis() as u64;
     match last {
-        Some(UpstreamError::Timeout { .. }) | None if Instant::now() >= ex.deadline => {
-            Err(Error::DeadlineExceeded { budget_ms })
+        Some(UpstreamError::Timeout { .. }) | None if Instant::now() >= deadline => {
+            Error::DeadlineExceeded { budget_ms }
         }
-        Some(e) => Err(Error::Upstream(e)),
-        None => Err(Error::DeadlineExceeded { budget_ms }),
+        Some(e) => Error::Upstream(e),
+        None => Error::DeadlineExceeded { budget_ms },
     }
 }
 
@@ -183,15 +232,8 @@ async fn attempt(
     conv: &Conversion,
     now: Instant,
 ) -> Result<(http::response::Parts, Reply), UpstreamError> {
-    let wait = ex
-        .deadline
-        .saturating_duration_since(now)
-        .min(provider.read_timeout);
-    let timeout = || UpstreamError::Timeout {
-        provider: provider.name.clone(),
-        waited_ms: wait.as_millis() as u64,
-    };
     let left = ex.deadline.saturating_duration_since(now);
+    let wait = left.min(provider.read_timeout);
     let headers = AttemptHeaders {
         request_id: ex.request_id,
         stream: ex.stream,
@@ -206,42 +248,74 @@ async fn attempt(
     let until = tokio::time::Instant::from_std(now + wait);
     let resp = tokio::time::timeout_at(until, provider.send(body, headers))
         .await
-        .map_err(|_| timeout())??;
-    let (head, mut incoming) = resp.into_parts();
-    let broken = |reason: String| UpstreamError::Broken {
+        .map_err(|_| timed_out(provider, wait))??;
+    let (head, incoming) = resp.into_parts();
+    let reply = if ex.stream {
+        first_chunk(provider, &head, incoming, until, wait).await?
+    } else {
+        whole(provider, incoming, conv, until, wait).await?
+    };
+    Ok((head, reply))
+}
+
+fn timed_out(provider: &Provider, waited: Duration) -> UpstreamError {
+    UpstreamError::Timeout {
+        provider: provider.name.clone(),
+        waited_ms: waited.as_millis() as u64,
+    }
+}
+
+fn broken(provider: &Provider, reason: String) -> UpstreamError {
+    UpstreamError::Broken {
         provider: provider.name.clone(),
         reason,
-    };
-    if !ex.stream {
-        let limited = http_body_util::Limited::new(incoming, provider.max_response_bytes);
-        let collected = tokio::time::timeout_at(until, limited.collect())
-            .await
-            .map_err(|_| timeout())?
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    broken(format!(
+    }
+}
+
+/// Reads a whole body (at most `max_response_bytes`) and checks it: its usage when it passes
+/// through, its decoded form when it is translated.
+async fn whole(
+    provider: &Provider,
+    incoming: Incoming,
+    conv: &Conversion,
+    until: tokio::time::Instant,
+    wait: Duration,
+) -> Result<Reply, UpstreamError> {
+    let limited = http_body_util::Limited::new(incoming, provider.max_response_bytes);
+    let body = tokio::time::timeout_at(until, limited.collect())
+        .await
+        .map_err(|_| timed_out(provider, wait))?
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                broken(
+                    provider,
+                    format!(
                         "the response body is larger than max_response_bytes ({})",
                         provider.max_response_bytes
-                    ))
-                } else {
-                    broken(e.to_string())
-                }
-            })?
-            .to_bytes();
-        let checked = conv
-            .check_whole(provider.dialect(), &collected)
-            .map_err(|reason| UpstreamError::InvalidResponse {
-                provider: provider.name.clone(),
-                reason,
-            })?;
-        return Ok((
-            head,
-            Reply::Whole {
-                body: collected,
-                checked,
-            },
-        ));
-    }
+                    ),
+                )
+            } else {
+                broken(provider, e.to_string())
+            }
+        })?
+        .to_bytes();
+    let checked = conv
+        .check_whole(provider.dialect(), &body)
+        .map_err(|reason| UpstreamError::InvalidResponse {
+            provider: provider.name.clone(),
+            reason,
+        })?;
+    Ok(Reply::Whole { body, checked })
+}
+
+/// Waits for a stream's first data (what must arrive before the attempt commits).
+async fn first_chunk(
+    provider: &Provider,
+    head: &http::response::Parts,
+    mut incoming: Incoming,
+    until: tokio::time::Instant,
+    wait: Duration,
+) -> Result<Reply, UpstreamError> {
     let is_sse = head
         .headers
         .get(http::header::CONTENT_TYPE)
@@ -256,23 +330,20 @@ async fn attempt(
     loop {
         let frame = tokio::time::timeout_at(until, incoming.frame())
             .await
-            .map_err(|_| timeout())?;
+            .map_err(|_| timed_out(provider, wait))?;
         match frame {
             Some(Ok(f)) => {
-                if let Ok(data) = f.into_data() {
-                    if !data.is_empty() {
-                        return Ok((
-                            head,
-                            Reply::Stream {
-                                first: data,
-                                rest: incoming,
-                            },
-                        ));
+                if let Ok(first) = f.into_data() {
+                    if !first.is_empty() {
+                        return Ok(Reply::Stream {
+                            first,
+                            rest: incoming,
+                        });
                     }
                 }
             }
-            Some(Err(e)) => return Err(broken(e.to_string())),
-            None => return Err(broken("the stream ended before any data".into())),
+            Some(Err(e)) => return Err(broken(provider, e.to_string())),
+            None => return Err(broken(provider, "the stream ended before any data".into())),
         }
     }
 }

@@ -12,14 +12,15 @@ use crate::error::Error;
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
+use dialects::Dialect;
 use dialects::translate::{self, StreamDecoder, StreamEncoder};
 use http::HeaderValue;
 
 /// Answers with a committed attempt's reply.
 pub(super) fn answer(
-    mut cx: RequestContext,
-    mut admitted: Admitted,
-    mut conv: Conversion,
+    cx: RequestContext,
+    admitted: Admitted,
+    conv: Conversion,
     committed: Committed,
 ) -> Response {
     let Committed {
@@ -29,83 +30,110 @@ pub(super) fn answer(
         reply,
         ..
     } = committed;
-    let surface = cx.surface;
-    let same = upstream == surface;
     match reply {
         Reply::Whole { body, checked } => {
-            let body = match checked {
-                Checked::Usage(usage) => {
-                    cx.outcome.usage(usage);
-                    body
-                }
-                Checked::Decoded(resp) => {
-                    let resp = match conv.structured_tool() {
-                        Some(tool) => resp.answer_structured(tool),
-                        None => *resp,
-                    };
-                    cx.outcome.usage(Some(resp.usage));
-                    let answer = conv.answer_context(&admitted);
-                    Bytes::from(translate::encode_response(surface, &resp, &answer))
-                }
-            };
-            let content_type = head
-                .headers
-                .get(http::header::CONTENT_TYPE)
-                .filter(|_| same)
-                .cloned()
-                .unwrap_or(HeaderValue::from_static("application/json"));
-            cx.outcome.warn(conv.take_warnings());
-            let mut resp = Response::new(Body::from(body));
-            let h = resp.headers_mut();
-            h.insert(http::header::CONTENT_TYPE, content_type);
-            cx.outcome.response_headers(h);
-            cx.outcome.first_byte();
-            cx.outcome.finish(200, None);
-            resp
+            whole(cx, &admitted, conv, upstream, &head, body, checked)
         }
         Reply::Stream { first, rest } => {
-            let mode = if same && !admitted.body.canonical_rewritten() {
-                Mode::Passthrough {
-                    dialect: surface,
-                    drop_forced_usage: !admitted.body.inspected().include_usage,
-                }
-            } else {
-                let answer = conv.answer_context(&admitted);
-                Mode::translate(
-                    StreamDecoder::new(upstream, conv.take_structured_tool()),
-                    StreamEncoder::new(surface, answer),
-                )
-            };
-            let p = &cx.state.providers[provider];
-            let source = StreamSource {
-                first,
-                rest,
-                provider: p.name.clone(),
-                scrubber: p.scrubber(),
-                limits: StreamLimits {
-                    idle: p.read_timeout,
-                    deadline: admitted.deadline,
-                    budget: admitted.budget,
-                    max_event_bytes: p.max_event_bytes,
-                },
-            };
-            cx.outcome.warn(conv.take_warnings());
-            cx.outcome.warn(admitted.body.take_decode_warnings());
-            let mut resp = Response::new(Body::empty());
-            let h = resp.headers_mut();
-            cx.outcome.response_headers(h);
-            h.insert(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            );
-            h.insert(
-                http::header::CACHE_CONTROL,
-                HeaderValue::from_static("no-cache"),
-            );
-            *resp.body_mut() = Body::new(SseBody::new(source, mode, surface, cx.outcome));
-            resp
+            stream(cx, admitted, conv, upstream, provider, first, rest)
         }
     }
+}
+
+/// A whole answer: the upstream body as it came (same dialect), or encoded from its decoded
+/// form; recorded at once.
+fn whole(
+    mut cx: RequestContext,
+    admitted: &Admitted,
+    mut conv: Conversion,
+    upstream: Dialect,
+    head: &http::response::Parts,
+    body: Bytes,
+    checked: Checked,
+) -> Response {
+    let surface = cx.surface;
+    let body = match checked {
+        Checked::Usage(usage) => {
+            cx.outcome.usage(usage);
+            body
+        }
+        Checked::Decoded(resp) => {
+            let resp = match conv.structured_tool() {
+                Some(tool) => resp.answer_structured(tool),
+                None => *resp,
+            };
+            cx.outcome.usage(Some(resp.usage));
+            let answer = conv.answer_context(admitted);
+            Bytes::from(translate::encode_response(surface, &resp, &answer))
+        }
+    };
+    let content_type = head
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .filter(|_| upstream == surface)
+        .cloned()
+        .unwrap_or(HeaderValue::from_static("application/json"));
+    cx.outcome.warn(conv.take_warnings());
+    let mut resp = Response::new(Body::from(body));
+    let h = resp.headers_mut();
+    h.insert(http::header::CONTENT_TYPE, content_type);
+    cx.outcome.response_headers(h);
+    cx.outcome.first_byte();
+    cx.outcome.finish(200, None);
+    resp
+}
+
+/// A streamed answer: the outcome moves into the body, which records it when the stream ends.
+fn stream(
+    mut cx: RequestContext,
+    mut admitted: Admitted,
+    mut conv: Conversion,
+    upstream: Dialect,
+    provider: usize,
+    first: Bytes,
+    rest: hyper::body::Incoming,
+) -> Response {
+    let surface = cx.surface;
+    let mode = if upstream == surface && !admitted.body.canonical_rewritten() {
+        Mode::Passthrough {
+            dialect: surface,
+            drop_forced_usage: !admitted.body.inspected().include_usage,
+        }
+    } else {
+        let answer = conv.answer_context(&admitted);
+        Mode::translate(
+            StreamDecoder::new(upstream, conv.take_structured_tool()),
+            StreamEncoder::new(surface, answer),
+        )
+    };
+    let p = &cx.state.providers[provider];
+    let source = StreamSource {
+        first,
+        rest,
+        provider: p.name.clone(),
+        scrubber: p.scrubber(),
+        limits: StreamLimits {
+            idle: p.read_timeout,
+            deadline: admitted.deadline,
+            budget: admitted.budget,
+            max_event_bytes: p.max_event_bytes,
+        },
+    };
+    cx.outcome.warn(conv.take_warnings());
+    cx.outcome.warn(admitted.body.take_decode_warnings());
+    let mut resp = Response::new(Body::empty());
+    let h = resp.headers_mut();
+    cx.outcome.response_headers(h);
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    *resp.body_mut() = Body::new(SseBody::new(source, mode, surface, cx.outcome));
+    resp
 }
 
 /// Answers with an error in the caller's dialect, and records it.

@@ -143,92 +143,9 @@ impl SseBody {
         if run.is_empty() {
             return Ok(run);
         }
-        let out = match &mut self.mode {
-            Mode::Passthrough {
-                dialect,
-                drop_forced_usage,
-            } => {
-                // Splices into the run, rare: the forced usage chunk dropped, error events
-                // scrubbed of the provider's credential.
-                let mut edits: Vec<(std::ops::Range<usize>, Option<Vec<u8>>)> = Vec::new();
-                let mut usage = None;
-                for (offset, frame) in sse::frames(&run) {
-                    let Some(data) = sse::frame_data(frame) else {
-                        continue;
-                    };
-                    match tap_event(*dialect, sse::frame_event(frame), &data) {
-                        Tap::Done => self.saw_done = true,
-                        Tap::DoneWithUsage(u) => {
-                            self.saw_done = true;
-                            usage = Some(u);
-                        }
-                        Tap::Error => {
-                            self.upstream_error = true;
-                            if let Some(clean) = self.scrubber.scrub(frame) {
-                                edits.push((offset..offset + frame.len(), Some(clean)));
-                            }
-                        }
-                        Tap::ForcedUsage(u) => {
-                            usage = Some(u);
-                            if *drop_forced_usage {
-                                edits.push((offset..offset + frame.len(), None));
-                            }
-                        }
-                        Tap::Usage(u) => {
-                            usage = Some(usage.map_or(u, |mut a: Usage| {
-                                a.merge(u);
-                                a
-                            }))
-                        }
-                        Tap::Other => {}
-                    }
-                }
-                if let (Some(u), Some(o)) = (usage, self.outcome.as_mut()) {
-                    o.add_usage(u);
-                }
-                if edits.is_empty() {
-                    run
-                } else {
-                    splice(&run, &edits)
-                }
-            }
-            Mode::Translate(t) => {
-                let mut out = BytesMut::new();
-                for (_, frame) in sse::frames(&run) {
-                    let Some(data) = sse::frame_data(frame) else {
-                        continue;
-                    };
-                    t.decoder.decode(&data, &mut t.events).map_err(|_| {
-                        broken(
-                            &self.provider,
-                            "an upstream event did not match its dialect",
-                        )
-                    })?;
-                    for mut ev in t.events.drain(..) {
-                        match &mut ev {
-                            Event::Usage(u) => {
-                                t.usage.merge(*u);
-                                t.saw_usage = true;
-                            }
-                            Event::Finish { .. } => self.saw_done = true,
-                            Event::Error { message } => {
-                                self.upstream_error = true;
-                                if let Some(clean) = self.scrubber.scrub(message.as_bytes()) {
-                                    *message = String::from_utf8_lossy(&clean).into_owned();
-                                }
-                            }
-                            _ => {}
-                        }
-                        t.encoder.encode(&ev, &mut out);
-                    }
-                }
-                if t.saw_usage {
-                    if let Some(o) = self.outcome.as_mut() {
-                        o.usage(Some(t.usage));
-                    }
-                }
-                out.freeze()
-            }
+        let out = match &self.mode {
+            Mode::Passthrough { .. } => self.pass(run),
+            Mode::Translate(_) => self.translate(&run)?,
         };
         if !out.is_empty() {
             if let Some(o) = self.outcome.as_mut() {
@@ -236,6 +153,103 @@ impl SseBody {
             }
         }
         Ok(out)
+    }
+
+    /// Passthrough: taps usage, the end and errors from each event, and forwards the run as it
+    /// came — but for rare splices: the forced usage chunk dropped, error events scrubbed of the
+    /// provider's credential.
+    fn pass(&mut self, run: Bytes) -> Bytes {
+        let Mode::Passthrough {
+            dialect,
+            drop_forced_usage,
+        } = self.mode
+        else {
+            return run;
+        };
+        let mut edits: Vec<(std::ops::Range<usize>, Option<Vec<u8>>)> = Vec::new();
+        let mut usage = None;
+        for (offset, frame) in sse::frames(&run) {
+            let Some(data) = sse::frame_data(frame) else {
+                continue;
+            };
+            match tap_event(dialect, sse::frame_event(frame), &data) {
+                Tap::Done => self.saw_done = true,
+                Tap::DoneWithUsage(u) => {
+                    self.saw_done = true;
+                    usage = Some(u);
+                }
+                Tap::Error => {
+                    self.upstream_error = true;
+                    if let Some(clean) = self.scrubber.scrub(frame) {
+                        edits.push((offset..offset + frame.len(), Some(clean)));
+                    }
+                }
+                Tap::ForcedUsage(u) => {
+                    usage = Some(u);
+                    if drop_forced_usage {
+                        edits.push((offset..offset + frame.len(), None));
+                    }
+                }
+                Tap::Usage(u) => {
+                    usage = Some(usage.map_or(u, |mut a: Usage| {
+                        a.merge(u);
+                        a
+                    }))
+                }
+                Tap::Other => {}
+            }
+        }
+        if let (Some(u), Some(o)) = (usage, self.outcome.as_mut()) {
+            o.add_usage(u);
+        }
+        if edits.is_empty() {
+            run
+        } else {
+            splice(&run, &edits)
+        }
+    }
+
+    /// Translation: decodes each upstream event into canonical events and encodes them in the
+    /// caller's dialect (error messages scrubbed of the provider's credential).
+    fn translate(&mut self, run: &[u8]) -> Result<Bytes, Error> {
+        let Mode::Translate(t) = &mut self.mode else {
+            return Ok(Bytes::new());
+        };
+        let mut out = BytesMut::new();
+        for (_, frame) in sse::frames(run) {
+            let Some(data) = sse::frame_data(frame) else {
+                continue;
+            };
+            t.decoder.decode(&data, &mut t.events).map_err(|_| {
+                broken(
+                    &self.provider,
+                    "an upstream event did not match its dialect",
+                )
+            })?;
+            for mut ev in t.events.drain(..) {
+                match &mut ev {
+                    Event::Usage(u) => {
+                        t.usage.merge(*u);
+                        t.saw_usage = true;
+                    }
+                    Event::Finish { .. } => self.saw_done = true,
+                    Event::Error { message } => {
+                        self.upstream_error = true;
+                        if let Some(clean) = self.scrubber.scrub(message.as_bytes()) {
+                            *message = String::from_utf8_lossy(&clean).into_owned();
+                        }
+                    }
+                    _ => {}
+                }
+                t.encoder.encode(&ev, &mut out);
+            }
+        }
+        if t.saw_usage {
+            if let Some(o) = self.outcome.as_mut() {
+                o.usage(Some(t.usage));
+            }
+        }
+        Ok(out.freeze())
     }
 
     /// The upstream ended cleanly: lets a translator finish, reports whether it ended properly.
