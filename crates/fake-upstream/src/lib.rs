@@ -46,9 +46,17 @@ pub struct Recorded {
     pub headers: Vec<(String, String)>,
     /// The body as JSON, or as a string when it is not JSON.
     pub body: Value,
+    /// The body's exact bytes (for tests of byte-for-byte passthrough; not logged).
+    #[serde(skip)]
+    pub raw: bytes::Bytes,
 }
 
 impl Recorded {
+    /// The body's exact text.
+    pub fn raw_body(&self) -> String {
+        String::from_utf8_lossy(&self.raw).into_owned()
+    }
+
     /// The first value of header `name` (lower-case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -103,6 +111,9 @@ impl Drop for ResponseGuard {
 impl Shared {
     fn record(&self, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Value {
         let json: Option<Value> = serde_json::from_slice(body).ok();
+        if self.no_record {
+            return json.unwrap_or(Value::Null);
+        }
         let rec = Recorded {
             method: method.to_string(),
             path: uri
@@ -120,10 +131,8 @@ impl Shared {
             body: json
                 .clone()
                 .unwrap_or_else(|| Value::String(String::from_utf8_lossy(body).into_owned())),
+            raw: bytes::Bytes::copy_from_slice(body),
         };
-        if self.no_record {
-            return json.unwrap_or(Value::Null);
-        }
         if let Some(log) = &self.log {
             if let Ok(line) = serde_json::to_string(&rec) {
                 let mut f = log.lock().expect("log lock");

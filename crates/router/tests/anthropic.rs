@@ -592,14 +592,20 @@ async fn count_tokens_passes_through_or_estimates() {
 async fn issue_12_count_tokens_is_recorded_budgeted_and_validated() {
     let mut h = start().await;
     let body = json!({"model": "claude", "messages": [{"role": "user", "content": "Hello there"}]});
+    // Passed through by splicing `model`, not through a JSON tree: `1.50` stays `1.50`.
+    let raw = r#"{"model":"claude","x_vendor":{"weight":1.50},"messages":[{"role":"user","content":"Hello there"}]}"#;
     let r = send(
         "POST",
         &h.url("/v1/messages/count_tokens"),
         &[("x-api-key", "test-token")],
-        Bytes::from(body.to_string()),
+        Bytes::from(raw),
     )
     .await;
     assert_eq!(r.status, 200);
+    assert_eq!(
+        h.fake.requests()[0].raw_body(),
+        raw.replace("\"claude\"", "\"claude-up\"")
+    );
     let o = h.outcome().await;
     assert_eq!(o.surface, "anthropic_count_tokens");
     assert_eq!((o.http_status, o.error_kind), (200, None));

@@ -13,6 +13,31 @@ fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
 }
 
 #[test]
+#[test]
+/// Issue 12: `check-config` and `serve` printed the offending TOML line on a parse error, which
+/// showed an inline key with a missing quote.
+fn issue_12_a_broken_line_is_located_but_never_printed() {
+    let path = temp_file(
+        "leaky.toml",
+        "[providers.openai]\nkind = \"openai\"\nbase_url = \"https://api.openai.com/v1\"\napi_key = \"sk-proj-SECRETSECRET123\n[groups.g]\n",
+    );
+    for args in [vec!["check-config"], vec!["serve", "--config"]] {
+        let out = bin().args(&args).arg(&path).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(all.contains("line 4, column"), "{args:?}: {all}");
+        assert!(
+            !all.contains("SECRETSECRET"),
+            "{args:?} printed the key: {all}"
+        );
+    }
+}
+
+#[test]
 fn check_config_lists_every_problem_with_its_path() {
     let path = temp_file(
         "broken.toml",
