@@ -12,10 +12,9 @@ fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
     dir
 }
 
-#[test]
-#[test]
 /// Issue 12: `check-config` and `serve` printed the offending TOML line on a parse error, which
 /// showed an inline key with a missing quote.
+#[test]
 fn issue_12_a_broken_line_is_located_but_never_printed() {
     let path = temp_file(
         "leaky.toml",
