@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tower_service::Service;
 
 /// Connection limits, resolved from `[server]`.
@@ -278,19 +278,24 @@ pub(super) async fn run(
             }
         })
     };
+    // One permit per open connection, held by its task until the socket is closed.
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
-        while tracker.len() >= limits.max_connections {
-            if tracker.evict_one() {
-                metrics.connections_closed(CloseReason::Evicted.label(), 1);
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                // At the cap: ask the connection that can best be spared to close, and take its
+                // slot when it has (or any other that frees first).
+                if tracker.evict_one() {
+                    metrics.connections_closed(CloseReason::Evicted.label(), 1);
+                }
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+                    _ = &mut shutdown => return drain(state, tracker, stop_tx, reaper).await,
+                }
             }
-            let freed = tracker.freed.notified();
-            tokio::select! {
-                _ = freed => {}
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                _ = &mut shutdown => return drain(state, tracker, stop_tx, reaper).await,
-            }
-        }
+        };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = &mut shutdown => break,
@@ -310,9 +315,12 @@ pub(super) async fn run(
         tokio::spawn(serve_connection(
             tcp,
             app.clone(),
-            conn,
-            id,
-            tracker.clone(),
+            Slot {
+                conn,
+                id,
+                tracker: tracker.clone(),
+                _permit: slot,
+            },
             stop_rx.clone(),
             state.clone(),
         ));
@@ -354,16 +362,23 @@ async fn drain(
     }
 }
 
+/// A connection's place: its shared state, its entry in the tracker and its permit.
+struct Slot {
+    conn: Arc<ConnState>,
+    id: u64,
+    tracker: Arc<Tracker>,
+    _permit: OwnedSemaphorePermit,
+}
+
 /// Drives one connection until it ends, the router closes it, or shutdown drains it.
 async fn serve_connection(
     tcp: tokio::net::TcpStream,
     app: Router,
-    conn: Arc<ConnState>,
-    id: u64,
-    tracker: Arc<Tracker>,
+    slot: Slot,
     mut stop: watch::Receiver<bool>,
     state: AppState,
 ) {
+    let (conn, id, tracker) = (slot.conn.clone(), slot.id, slot.tracker.clone());
     let service = {
         let conn = conn.clone();
         let tracker = tracker.clone();
@@ -416,6 +431,7 @@ async fn serve_connection(
     }
     tracker.remove(id);
     state.recorder.metrics.connections_open.dec();
+    drop(slot);
 }
 
 impl CloseReason {
