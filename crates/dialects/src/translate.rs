@@ -214,6 +214,18 @@ pub fn encode_stream_error(d: Dialect, status: u16, message: &str, code: Option<
     }
 }
 
+/// The rate-limit headers a caller of dialect `d` expects on every response.
+pub fn rate_limit_headers(
+    d: Dialect,
+    limits: &crate::canonical::RateLimits,
+) -> Vec<(&'static str, String)> {
+    match d {
+        Dialect::AnthropicMessages => am::error::rate_limit_headers(limits),
+        Dialect::OpenAiResponses => or::error::rate_limit_headers(limits),
+        Dialect::OpenAiChat => oc::error::rate_limit_headers(limits),
+    }
+}
+
 /// Whether an upstream error body is already in dialect `d`'s shape.
 pub fn is_error_body(d: Dialect, body: &[u8]) -> bool {
     match d {

@@ -58,6 +58,8 @@ fn record(i: u64, base_ms: i64) -> UsageRecord {
         cost_usd: 0.0021,
         warnings: "[]".into(),
         affinity_hit: Some(i % 2 == 0),
+        quota: None,
+        annotations: "[]".into(),
     }
 }
 

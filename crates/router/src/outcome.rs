@@ -70,6 +70,8 @@ pub struct RequestOutcome {
     pub overhead: Option<Duration>,
     /// What governance stages noted about the request (stage name, note), in stage order.
     pub annotations: Vec<Annotation>,
+    /// The quota or budget that refused the request, or would have (shadow mode).
+    pub quota: Option<Arc<str>>,
 }
 
 /// A governance stage's note on a request's record (never content).

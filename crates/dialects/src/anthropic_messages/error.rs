@@ -38,6 +38,38 @@ pub fn encode_stream_error(status: u16, message: &str) -> Bytes {
     crate::sse::encode(Some("error"), &encode_error(status, message))
 }
 
+/// Anthropic's rate-limit headers: `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`,
+/// the reset as an RFC 3339 timestamp.
+pub fn rate_limit_headers(limits: &crate::canonical::RateLimits) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let kinds = [
+        (
+            &limits.requests,
+            [
+                "anthropic-ratelimit-requests-limit",
+                "anthropic-ratelimit-requests-remaining",
+                "anthropic-ratelimit-requests-reset",
+            ],
+        ),
+        (
+            &limits.tokens,
+            [
+                "anthropic-ratelimit-tokens-limit",
+                "anthropic-ratelimit-tokens-remaining",
+                "anthropic-ratelimit-tokens-reset",
+            ],
+        ),
+    ];
+    for (w, [limit, remaining, reset]) in kinds {
+        if let Some(w) = w {
+            out.push((limit, w.limit.to_string()));
+            out.push((remaining, w.remaining.to_string()));
+            out.push((reset, w.reset_at.clone()));
+        }
+    }
+    out
+}
+
 /// Whether an upstream error body is already in the Anthropic shape.
 pub fn is_error_body(body: &[u8]) -> bool {
     serde_json::from_slice::<Value>(body).ok().is_some_and(|v| {

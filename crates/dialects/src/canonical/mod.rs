@@ -1,11 +1,13 @@
 //! The dialect-neutral model every translation goes through: requests, responses and stream
 //! events. Each dialect decodes into it and encodes from it; nothing translates pairwise.
 
+mod rate_limit;
 mod request;
 mod response;
 mod stream;
 mod usage;
 
+pub use rate_limit::{LimitWindow, RateLimits};
 pub use request::{
     EncodeOptions, ImageSource, Message, Needs, Opaque, Part, Reasoning, Request, RequestSummary,
     ResponseFormat, Role, Tool, ToolChoice, push_message,

@@ -47,7 +47,12 @@ pub fn encode_error(
     let body = ErrorBody {
         error: ErrorObject {
             message: message.to_string(),
-            kind: error_type(status).to_string(),
+            kind: match code {
+                // OpenAI's own spelling for an exhausted quota (SDKs and users look for it).
+                Some("insufficient_quota") => "insufficient_quota",
+                _ => error_type(status),
+            }
+            .to_string(),
             param: param.map(str::to_string),
             code: code.map(str::to_string),
         },
@@ -59,6 +64,52 @@ pub fn encode_error(
 /// raise on a `data:` payload with an `error` key).
 pub fn encode_stream_error(status: u16, message: &str, code: Option<&str>) -> Bytes {
     crate::sse::encode(None, &encode_error(status, message, None, code))
+}
+
+/// OpenAI's rate-limit headers: `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, the
+/// reset as a duration (`20ms`, `17s`, `6m0s`).
+pub fn rate_limit_headers(limits: &crate::canonical::RateLimits) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    let kinds = [
+        (
+            &limits.requests,
+            [
+                "x-ratelimit-limit-requests",
+                "x-ratelimit-remaining-requests",
+                "x-ratelimit-reset-requests",
+            ],
+        ),
+        (
+            &limits.tokens,
+            [
+                "x-ratelimit-limit-tokens",
+                "x-ratelimit-remaining-tokens",
+                "x-ratelimit-reset-tokens",
+            ],
+        ),
+    ];
+    for (w, [limit, remaining, reset]) in kinds {
+        if let Some(w) = w {
+            out.push((limit, w.limit.to_string()));
+            out.push((remaining, w.remaining.to_string()));
+            out.push((reset, duration(w.reset_after)));
+        }
+    }
+    out
+}
+
+/// A duration as OpenAI writes it in rate-limit headers.
+fn duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    if s < 60 {
+        format!("{s}s")
+    } else {
+        format!("{}m{}s", s / 60, s % 60)
+    }
 }
 
 /// Whether an upstream error body is already in the OpenAI shape (then it is returned as is).

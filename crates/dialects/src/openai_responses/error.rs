@@ -15,6 +15,11 @@ pub fn encode_error(
     crate::openai_chat::error::encode_error(status, message, param, code)
 }
 
+/// Rate-limit headers (OpenAI's).
+pub fn rate_limit_headers(limits: &crate::canonical::RateLimits) -> Vec<(&'static str, String)> {
+    crate::openai_chat::error::rate_limit_headers(limits)
+}
+
 /// Whether an upstream error body is already in the Responses (OpenAI) error shape.
 pub fn is_error_body(body: &[u8]) -> bool {
     crate::openai_chat::error::is_error_body(body)

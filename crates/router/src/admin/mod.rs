@@ -241,6 +241,7 @@ fn record_json(r: &crate::usage::UsageRecord) -> serde_json::Value {
     let mut v = serde_json::to_value(r).expect("records serialise");
     v["attempts_detail"] = serde_json::from_str(&r.attempts_json).unwrap_or_default();
     v["warnings"] = serde_json::from_str(&r.warnings).unwrap_or_default();
+    v["annotations"] = serde_json::from_str(&r.annotations).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
         o.remove("attempts_json");
     }
@@ -277,6 +278,7 @@ pub const EXPORT_COLUMNS: &[&str] = &[
     "reasoning_tokens",
     "cost_usd",
     "affinity_hit",
+    "quota",
 ];
 
 /// One record as an export line (JSONL or CSV).

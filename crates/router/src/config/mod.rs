@@ -4,6 +4,7 @@
 
 mod callers;
 mod error;
+pub mod limits;
 pub mod raw;
 mod secret;
 mod validate;
@@ -32,6 +33,8 @@ pub struct Config {
     pub groups: Vec<GroupConfig>,
     /// Callers, in file order.
     pub callers: Vec<CallerConfig>,
+    /// `[limits]`, `[[quotas]]`, `[[budgets]]`.
+    pub limits: limits::LimitsConfig,
     /// Things that work but should be changed (inline secrets, ...).
     pub warnings: Vec<String>,
     /// SHA-256 (hex) of the file's bytes, shown by `/version`.

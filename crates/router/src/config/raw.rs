@@ -25,6 +25,15 @@ pub struct RawConfig {
     /// `[[callers]]`.
     #[serde(default)]
     pub callers: Vec<RawCaller>,
+    /// `[limits]`.
+    #[serde(default)]
+    pub limits: super::limits::RawLimits,
+    /// `[[quotas]]`.
+    #[serde(default)]
+    pub quotas: Vec<super::limits::RawQuota>,
+    /// `[[budgets]]`.
+    #[serde(default)]
+    pub budgets: Vec<super::limits::RawBudget>,
 }
 
 /// `[server]`.

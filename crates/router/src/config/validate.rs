@@ -131,6 +131,17 @@ pub fn validate(raw: RawConfig, hash: String) -> Result<Config, Vec<ConfigError>
         .collect();
     let callers =
         super::callers::validate_callers(&raw.callers, &group_names, &mut errors, &mut warnings);
+    let limits = super::limits::validate_limits(
+        super::limits::LimitsInput {
+            limits: &raw.limits,
+            quotas: &raw.quotas,
+            budgets: &raw.budgets,
+            group_names: &group_names,
+        },
+        &groups,
+        &mut errors,
+        &mut warnings,
+    );
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -143,6 +154,7 @@ pub fn validate(raw: RawConfig, hash: String) -> Result<Config, Vec<ConfigError>
         providers: providers.into_iter().flatten().collect(),
         groups,
         callers,
+        limits,
         warnings,
         hash,
         target_count,

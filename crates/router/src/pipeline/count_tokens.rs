@@ -50,7 +50,7 @@ pub async fn count_tokens(
                 HeaderValue::from_static("application/json"),
             );
             h.insert("x-router-token-count", HeaderValue::from_static(source));
-            cx.outcome.response_headers(h);
+            cx.outcome.response_headers(h, SURFACE);
             cx.outcome.first_byte();
             cx.outcome.finish(200, None);
             resp

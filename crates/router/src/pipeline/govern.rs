@@ -33,8 +33,6 @@ pub(super) async fn govern(
             break;
         }
     }
-    for (stage, note) in governed.take_notes() {
-        cx.outcome.annotate(stage, note);
-    }
+    cx.outcome.governed(governed.take_effects());
     verdict
 }

@@ -6,9 +6,11 @@
 use super::Arrival;
 use crate::auth::Caller;
 use crate::outcome::{Annotation, Attempt, RequestOutcome};
+use crate::policy::{Effects, Hold, Settled};
 use crate::usage::Recorder;
-use dialects::canonical::Usage;
-use http::{HeaderMap, HeaderValue};
+use dialects::canonical::{RateLimits, Usage};
+use dialects::{Dialect, translate};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +20,12 @@ pub struct Outcome {
     record: Option<RequestOutcome>,
     started: Instant,
     recorder: Arc<Recorder>,
+    /// What governance keeps until the request ends.
+    holds: Vec<Box<dyn Hold>>,
+    /// Rate limits for the response's headers.
+    rate_limits: RateLimits,
+    /// Router headers governance added.
+    headers: Vec<(&'static str, String)>,
 }
 
 impl Outcome {
@@ -53,9 +61,13 @@ impl Outcome {
                 warnings: Vec::new(),
                 overhead: None,
                 annotations: Vec::new(),
+                quota: None,
             }),
             started: arrival.started,
             recorder,
+            holds: Vec::new(),
+            rate_limits: RateLimits::default(),
+            headers: Vec::new(),
         }
     }
 
@@ -126,9 +138,21 @@ impl Outcome {
         }
     }
 
-    /// A governance stage's note.
-    pub fn annotate(&mut self, stage: Arc<str>, note: String) {
-        self.rec().annotations.push(Annotation { stage, note });
+    /// What the governance stages left: notes, holds, rate limits and headers.
+    pub fn governed(&mut self, effects: Effects) {
+        let r = self.rec();
+        r.annotations.extend(
+            effects
+                .notes
+                .into_iter()
+                .map(|(stage, note)| Annotation { stage, note }),
+        );
+        if effects.limited_by.is_some() {
+            r.quota = effects.limited_by;
+        }
+        self.holds.extend(effects.holds);
+        self.rate_limits = effects.rate_limits;
+        self.headers.extend(effects.headers);
     }
 
     /// The first byte of the answer went to the client.
@@ -142,8 +166,21 @@ impl Outcome {
 
     /// Notes the router's overhead so far (elapsed time minus time spent waiting on upstream
     /// attempts) and explains the routing decision on the response: `x-router-group`,
-    /// `x-router-target` (provider/model, no URL), `x-router-attempts`, `x-router-overhead-ms`.
-    pub fn response_headers(&mut self, h: &mut HeaderMap) {
+    /// `x-router-target` (provider/model, no URL), `x-router-attempts`, `x-router-overhead-ms`;
+    /// plus governance's rate-limit headers (in `surface`'s spelling) and router headers.
+    pub fn response_headers(&mut self, h: &mut HeaderMap, surface: Dialect) {
+        if !self.rate_limits.is_empty() {
+            for (name, value) in translate::rate_limit_headers(surface, &self.rate_limits) {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    h.insert(HeaderName::from_static(name), v);
+                }
+            }
+        }
+        for (name, value) in &self.headers {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                h.append(HeaderName::from_static(name), v);
+            }
+        }
         let elapsed = self.started.elapsed();
         let recorder = self.recorder.clone();
         let o = self.rec();
@@ -174,22 +211,33 @@ impl Outcome {
 
     /// Finishes and records the outcome.
     pub fn finish(mut self, http_status: u16, error_kind: Option<&'static str>) {
-        let elapsed = self.started.elapsed();
         let mut r = self.record.take().expect("finished once");
         r.http_status = http_status;
         r.error_kind = error_kind;
-        r.latency = elapsed;
+        self.close(r);
+    }
+
+    /// Settles governance's holds and hands the record over, once.
+    fn close(&mut self, mut r: RequestOutcome) {
+        r.latency = self.started.elapsed();
         self.recorder.metrics.in_flight.dec();
-        self.recorder.record(r);
+        let cost_usd = self.recorder.cost(&r);
+        let end = Settled {
+            usage: r.usage,
+            cost_usd,
+            http_status: r.http_status,
+        };
+        for hold in self.holds.drain(..) {
+            hold.settle(&end);
+        }
+        self.recorder.record(r, cost_usd);
     }
 }
 
 impl Drop for Outcome {
     fn drop(&mut self) {
-        if let Some(mut r) = self.record.take() {
-            r.latency = self.started.elapsed();
-            self.recorder.metrics.in_flight.dec();
-            self.recorder.record(r);
+        if let Some(r) = self.record.take() {
+            self.close(r);
         }
     }
 }

@@ -77,7 +77,7 @@ fn whole(
     let mut resp = Response::new(Body::from(body));
     let h = resp.headers_mut();
     h.insert(http::header::CONTENT_TYPE, content_type);
-    cx.outcome.response_headers(h);
+    cx.outcome.response_headers(h, surface);
     cx.outcome.first_byte();
     cx.outcome.finish(200, None);
     resp
@@ -123,7 +123,7 @@ fn stream(
     cx.outcome.warn(admitted.body.take_decode_warnings());
     let mut resp = Response::new(Body::empty());
     let h = resp.headers_mut();
-    cx.outcome.response_headers(h);
+    cx.outcome.response_headers(h, surface);
     h.insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/event-stream"),
@@ -140,7 +140,7 @@ fn stream(
 pub(super) fn refuse(mut cx: RequestContext, e: Error) -> Response {
     let kind = e.kind();
     let mut resp = e.into_response(cx.surface);
-    cx.outcome.response_headers(resp.headers_mut());
+    cx.outcome.response_headers(resp.headers_mut(), cx.surface);
     cx.outcome.finish(resp.status().as_u16(), Some(kind));
     resp
 }

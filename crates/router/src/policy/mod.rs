@@ -18,7 +18,7 @@ pub use body::{Purpose, RequestBody};
 use crate::auth::Caller;
 use crate::config::GroupConfig;
 use bytes::Bytes;
-use dialects::canonical::{Request, RequestSummary};
+use dialects::canonical::{LimitWindow, RateLimits, Request, RequestSummary, Usage};
 use dialects::{DecodeError, Dialect};
 use futures_util::future::BoxFuture;
 use http::HeaderMap;
@@ -59,7 +59,41 @@ pub struct Governed<'a> {
     /// The client software.
     pub client: &'static str,
     body: &'a mut RequestBody,
-    notes: Vec<(Arc<str>, String)>,
+    effects: Effects,
+}
+
+/// What a stage keeps on a request until it ends (a concurrency slot, reserved tokens, a budget
+/// charge to come): settled exactly once, when the request's outcome is recorded — also when
+/// the client went away first.
+pub trait Hold: Send + Sync + std::fmt::Debug {
+    /// Settles with how the request ended.
+    fn settle(self: Box<Self>, end: &Settled);
+}
+
+/// How a request ended, for [`Hold::settle`].
+#[derive(Debug, Clone, Copy)]
+pub struct Settled {
+    /// Usage reported by the upstream (none when it never answered).
+    pub usage: Option<Usage>,
+    /// Cost in USD from the serving target's prices.
+    pub cost_usd: f64,
+    /// HTTP status sent (499: the client left).
+    pub http_status: u16,
+}
+
+/// What governance leaves on a request besides its decision.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Notes for the usage record (stage, note).
+    pub notes: Vec<(Arc<str>, String)>,
+    /// Holds to settle when the request ends.
+    pub holds: Vec<Box<dyn Hold>>,
+    /// Rate limits to report in the caller's dialect's headers.
+    pub rate_limits: RateLimits,
+    /// Router headers for the response (`x-router-...`).
+    pub headers: Vec<(&'static str, String)>,
+    /// The quota or budget that refused the request, or would have (shadow mode).
+    pub limited_by: Option<Arc<str>>,
 }
 
 impl<'a> Governed<'a> {
@@ -79,7 +113,7 @@ impl<'a> Governed<'a> {
             headers,
             client,
             body,
-            notes: Vec::new(),
+            effects: Effects::default(),
         }
     }
 
@@ -113,12 +147,47 @@ impl<'a> Governed<'a> {
 
     /// Notes something on the request's usage record under the stage's name (never content).
     pub fn annotate(&mut self, stage: &Arc<str>, note: impl Into<String>) {
-        self.notes.push((stage.clone(), note.into()));
+        self.effects.notes.push((stage.clone(), note.into()));
     }
 
-    /// The notes made (taken), for the request's record.
-    pub fn take_notes(&mut self) -> Vec<(Arc<str>, String)> {
-        std::mem::take(&mut self.notes)
+    /// Keeps something on the request until it ends (see [`Hold`]).
+    pub fn hold(&mut self, hold: Box<dyn Hold>) {
+        self.effects.holds.push(hold);
+    }
+
+    /// Reports a request and a token limit in the response's rate-limit headers (the tightest
+    /// of each kind over all stages wins).
+    pub fn rate_limits(&mut self, requests: Option<LimitWindow>, tokens: Option<LimitWindow>) {
+        self.effects.rate_limits.tighten(requests, tokens);
+    }
+
+    /// Adds a router header (`x-router-...`) to the response.
+    pub fn response_header(&mut self, name: &'static str, value: String) {
+        self.effects.headers.push((name, value));
+    }
+
+    /// Names the quota or budget that refuses the request, for the record's `quota` (and
+    /// reports grouped by it); call it before returning [`Decision::Deny`].
+    pub fn limited(&mut self, stage: &Arc<str>, what: &str) {
+        self.effects
+            .notes
+            .push((stage.clone(), format!("rejected: {what}")));
+        self.effects.limited_by = Some(stage.clone());
+    }
+
+    /// Names the quota or budget that would have refused the request (shadow mode).
+    pub fn would_reject(&mut self, stage: &Arc<str>, what: &str) {
+        self.effects
+            .notes
+            .push((stage.clone(), format!("would_reject: {what}")));
+        if self.effects.limited_by.is_none() {
+            self.effects.limited_by = Some(stage.clone());
+        }
+    }
+
+    /// What the stages left (taken), for the request's outcome.
+    pub fn take_effects(&mut self) -> Effects {
+        std::mem::take(&mut self.effects)
     }
 }
 

@@ -71,9 +71,18 @@ impl Recorder {
         &self.targets
     }
 
-    /// Logs, counts and stores a finished outcome (called once per request, by the pipeline's
-    /// `record` stage).
-    pub(crate) fn record(&self, o: RequestOutcome) {
+    /// Logs, counts and stores a finished outcome, costed at `cost_usd` (called once per
+    /// request, by the pipeline's `record` stage).
+    /// The cost in USD of a finished outcome (its usage at the serving, or last tried,
+    /// target's prices).
+    pub fn cost(&self, o: &RequestOutcome) -> f64 {
+        let price = o
+            .served_or_last()
+            .and_then(|a| self.targets.get(a.target).price);
+        o.usage.map_or(0.0, |u| record::cost(price, &u))
+    }
+
+    pub(crate) fn record(&self, o: RequestOutcome, cost_usd: f64) {
         let served = o.served();
         tracing::info!(
             request_id = %o.request_id,
@@ -93,10 +102,6 @@ impl Recorder {
             output_tokens = o.usage.map_or(0, |u| u.output_tokens),
             "request finished"
         );
-        let price = o
-            .served_or_last()
-            .and_then(|a| self.targets.get(a.target).price);
-        let cost_usd = o.usage.map_or(0.0, |u| record::cost(price, &u));
         self.metrics.observe(&o, cost_usd);
         if let Some(w) = &self.writer {
             w.submit(UsageRecord::from_outcome(&o, cost_usd));

@@ -70,6 +70,16 @@ pub struct UsageRecord {
     pub warnings: String,
     /// Session affinity hit (1), miss (0), none (null).
     pub affinity_hit: Option<bool>,
+    /// The quota or budget that refused the request, or would have (shadow mode).
+    #[serde(default)]
+    pub quota: Option<String>,
+    /// Governance notes: a JSON array of `{"stage", "note"}` (never content).
+    #[serde(default = "empty_array")]
+    pub annotations: String,
+}
+
+fn empty_array() -> String {
+    "[]".into()
 }
 
 /// Cost of usage at a price (USD per million tokens; cached input priced separately).
@@ -133,6 +143,13 @@ impl TargetTable {
     }
 }
 
+/// One governance note as stored in `annotations`.
+#[derive(Serialize)]
+struct StoredNote<'a> {
+    stage: &'a str,
+    note: &'a str,
+}
+
 /// One attempt as stored in `attempts_json`.
 #[derive(Serialize)]
 struct StoredAttempt<'a> {
@@ -176,10 +193,10 @@ impl UsageRecord {
             group: o.group.clone(),
             provider: served.map(|a| a.provider.to_string()),
             model: served.map(|a| a.model.to_string()),
-            status: if o.error_kind.is_none() {
-                "ok"
-            } else {
-                "error"
+            status: match o.error_kind {
+                None => "ok",
+                Some(k @ ("quota_exceeded" | "budget_exceeded")) => k,
+                Some(_) => "error",
             }
             .to_string(),
             http_status: i32::from(o.http_status),
@@ -198,6 +215,20 @@ impl UsageRecord {
             cost_usd,
             warnings: serde_json::to_string(&o.warnings).expect("strings serialise"),
             affinity_hit: o.affinity_hit,
+            quota: o.quota.as_deref().map(str::to_string),
+            annotations: if o.annotations.is_empty() {
+                empty_array()
+            } else {
+                let notes: Vec<StoredNote<'_>> = o
+                    .annotations
+                    .iter()
+                    .map(|a| StoredNote {
+                        stage: &a.stage,
+                        note: &a.note,
+                    })
+                    .collect();
+                serde_json::to_string(&notes).expect("notes serialise")
+            },
         }
     }
 }

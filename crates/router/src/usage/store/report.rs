@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 /// A dimension to group by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Dimension {
+    /// The quota or budget that refused the request (or would have, in shadow mode).
+    Quota,
     /// Caller name.
     Caller,
     /// Caller's project.
@@ -49,6 +51,7 @@ impl Dimension {
         ("provider", Dimension::Provider),
         ("model", Dimension::Model),
         ("status", Dimension::Status),
+        ("quota", Dimension::Quota),
         ("day", Dimension::Day),
         ("hour", Dimension::Hour),
     ];

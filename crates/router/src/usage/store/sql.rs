@@ -14,7 +14,7 @@ use std::str::FromStr;
 use tokio::sync::mpsc;
 
 /// Columns in insert order.
-const COLUMNS: &str = "record_id, request_id, parent_id, started_at_ms, caller, project, team, environment, client, surface, group_name, provider, model, status, http_status, error_kind, attempts, attempts_json, fallback, stream, latency_ms, ttft_ms, input_tokens, cached_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_usd, warnings, affinity_hit, latency_bucket, ttft_bucket";
+const COLUMNS: &str = "record_id, request_id, parent_id, started_at_ms, caller, project, team, environment, client, surface, group_name, provider, model, status, http_status, error_kind, attempts, attempts_json, fallback, stream, latency_ms, ttft_ms, input_tokens, cached_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_usd, warnings, affinity_hit, latency_bucket, ttft_bucket, quota, annotations";
 
 /// Rows per INSERT statement: a batch is cut into statements of these sizes (largest first), so
 /// there are only four distinct statements, each parsed and planned once per connection and
@@ -35,12 +35,20 @@ fn ddl(text: &str, int: &str, big: &str, real: &str, boolean: &str) -> Vec<Strin
             latency_ms {real} NOT NULL, ttft_ms {real}, input_tokens {big} NOT NULL, cached_tokens {big} NOT NULL,
             cache_write_tokens {big} NOT NULL, output_tokens {big} NOT NULL, reasoning_tokens {big} NOT NULL,
             cost_usd {real} NOT NULL, warnings {text} NOT NULL, affinity_hit {boolean},
-            latency_bucket {int} NOT NULL, ttft_bucket {int})"
+            latency_bucket {int} NOT NULL, ttft_bucket {int}, quota {text},
+            annotations {text} NOT NULL DEFAULT '[]')"
         ),
         "CREATE INDEX IF NOT EXISTS usage_records_started ON usage_records (started_at_ms)".into(),
         "CREATE INDEX IF NOT EXISTS usage_records_request ON usage_records (request_id)".into(),
     ]
 }
+
+/// Columns added after the first release, with their type (as `ddl` spells it) and default:
+/// `migrate` adds those an older table lacks.
+const ADDED_COLUMNS: &[(&str, &str)] = &[
+    ("quota", "TEXT"),
+    ("annotations", "TEXT NOT NULL DEFAULT '[]'"),
+];
 
 /// The SQL expression of a report dimension (text, or an integer for day and hour).
 fn dimension_sql(d: super::Dimension) -> &'static str {
@@ -56,6 +64,7 @@ fn dimension_sql(d: super::Dimension) -> &'static str {
         Provider => "COALESCE(provider, '')",
         Model => "COALESCE(model, '')",
         Status => "status",
+        Quota => "COALESCE(quota, '')",
         Day => "(started_at_ms / 86400000)",
         Hour => "(started_at_ms / 3600000)",
     }
@@ -124,6 +133,8 @@ macro_rules! sql_store {
                     cost_usd: row.try_get("cost_usd")?,
                     warnings: row.try_get("warnings")?,
                     affinity_hit: row.try_get("affinity_hit")?,
+                    quota: row.try_get("quota")?,
+                    annotations: row.try_get("annotations")?,
                 })
             }
         }
@@ -144,6 +155,16 @@ macro_rules! sql_store {
                     let (text, int, big, real, boolean) = $types;
                     for stmt in ddl(text, int, big, real, boolean) {
                         sqlx::query(sqlx::AssertSqlSafe(stmt)).execute(&mut *tx).await?;
+                    }
+                    for (column, ty) in ADDED_COLUMNS {
+                        let present: i64 = sqlx::query_scalar(Self::COLUMN_EXISTS)
+                            .bind(*column)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        if present == 0 {
+                            let stmt = format!("ALTER TABLE usage_records ADD COLUMN {column} {ty}");
+                            sqlx::query(sqlx::AssertSqlSafe(stmt)).execute(&mut *tx).await?;
+                        }
                     }
                     tx.commit().await?;
                     Ok(())
@@ -204,7 +225,9 @@ macro_rules! sql_store {
                                 .bind(&r.warnings)
                                 .bind(r.affinity_hit)
                                 .bind(latency_bucket(r.latency_ms))
-                                .bind(r.ttft_ms.map(latency_bucket));
+                                .bind(r.ttft_ms.map(latency_bucket))
+                                .bind(&r.quota)
+                                .bind(&r.annotations);
                         }
                         q.execute(&mut *tx).await?;
                     }
@@ -360,6 +383,9 @@ impl SqliteStore {
     const PLACEHOLDER_2: &'static str = "?2";
     /// SQLite serializes writers itself.
     const MIGRATE_LOCK: Option<&'static str> = None;
+    /// Whether `usage_records` has the column named by the bind parameter.
+    const COLUMN_EXISTS: &'static str =
+        "SELECT COUNT(*) FROM pragma_table_info('usage_records') WHERE name = ?1";
 
     /// Opens (creating if missing) an SQLite database in WAL mode.
     pub(super) fn open(url: &str) -> Result<Self, StoreError> {
@@ -388,6 +414,8 @@ impl PostgresStore {
     /// database (the bytes of "smrt-usg" as a number).
     const MIGRATE_LOCK: Option<&'static str> =
         Some("SELECT pg_advisory_xact_lock(8317429930127618919)");
+    /// Whether `usage_records` (in the current schema) has the column named by the parameter.
+    const COLUMN_EXISTS: &'static str = "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'usage_records' AND column_name = $1";
 
     /// Connects lazily to PostgreSQL; `?schema=NAME` (ours) selects and creates a schema.
     pub(super) fn open(url: &str) -> Result<Self, StoreError> {

@@ -1,0 +1,46 @@
+//! The rate limits that apply to a caller's request, as each dialect's rate-limit headers
+//! report them.
+
+use std::time::Duration;
+
+/// One limit as a caller sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitWindow {
+    /// The limit.
+    pub limit: u64,
+    /// What is left of it now.
+    pub remaining: u64,
+    /// When it is whole again, from now.
+    pub reset_after: Duration,
+    /// When it is whole again, RFC 3339 UTC (for dialects that send a timestamp).
+    pub reset_at: String,
+}
+
+/// The request and token limits of one request (the tightest of each kind).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Requests.
+    pub requests: Option<LimitWindow>,
+    /// Tokens.
+    pub tokens: Option<LimitWindow>,
+}
+
+impl RateLimits {
+    /// Keeps, of each kind, the window with the least left.
+    pub fn tighten(&mut self, requests: Option<LimitWindow>, tokens: Option<LimitWindow>) {
+        fn keep(slot: &mut Option<LimitWindow>, w: Option<LimitWindow>) {
+            if let Some(w) = w {
+                if slot.as_ref().is_none_or(|s| w.remaining < s.remaining) {
+                    *slot = Some(w);
+                }
+            }
+        }
+        keep(&mut self.requests, requests);
+        keep(&mut self.tokens, tokens);
+    }
+
+    /// Whether there is nothing to report.
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_none() && self.tokens.is_none()
+    }
+}
