@@ -4,6 +4,7 @@
 
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::policy::limits::Limits;
 use crate::policy::{Governance, Stage};
 use crate::routing::{Affinity, Health, RoutingState};
 use crate::upstream::Provider;
@@ -54,6 +55,8 @@ pub struct Runtime {
     pub build: BuildInfo,
     /// The governance stages and where they apply.
     pub governance: Governance,
+    /// Quotas and budgets, when configured (their stages are in `governance`).
+    pub limits: Option<Limits>,
     draining: AtomicBool,
 }
 
@@ -78,7 +81,15 @@ impl Runtime {
     ) -> Self {
         let providers = config.providers.iter().map(Provider::new).collect();
         let auth = Authenticator::new(&config);
-        let governance = Governance::new(stages, auth.callers(), &config.groups);
+        let limits = (!config.limits.is_empty()).then(|| {
+            Limits::new(&config.limits, store.clone(), recorder.metrics.limits())
+                .expect("a validated limits backend URL opens")
+        });
+        // Quotas and budgets come first: a request over its limits is refused before other
+        // stages spend work on it.
+        let mut all: Vec<Arc<dyn Stage>> = limits.iter().flat_map(Limits::stages).collect();
+        all.extend(stages);
+        let governance = Governance::new(all, auth.callers(), &config.groups);
         Runtime {
             store,
             health: Health::new(config.target_count, &config.routing),
@@ -88,6 +99,7 @@ impl Runtime {
             ),
             auth,
             governance,
+            limits,
             providers,
             recorder: Arc::new(recorder),
             build,

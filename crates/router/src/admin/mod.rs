@@ -136,7 +136,7 @@ fn range(p: &UsageParams) -> Result<(i64, i64), String> {
 async fn report(
     state: &AppState,
     p: &UsageParams,
-    caller: Option<String>,
+    caller: Option<Arc<Caller>>,
     default_group_by: &str,
 ) -> Answer {
     let (from_ms, to_ms) = range(p).map_err(bad_request)?;
@@ -146,7 +146,7 @@ async fn report(
         from_ms,
         to_ms,
         group_by,
-        caller,
+        caller: caller.as_ref().map(|c| c.name.clone()),
     };
     let csv = match p.format.as_deref().unwrap_or("json") {
         "csv" => true,
@@ -163,7 +163,18 @@ async fn report(
         .await
         .map_err(store_unavailable)?;
     if !csv {
-        return Ok(json_response(StatusCode::OK, store::render_json(&q, &rows)));
+        let body = store::render_json(&q, &rows);
+        // A caller's own view also shows its quotas and budgets, with what is left.
+        let body = match (&caller, &state.limits) {
+            (Some(c), Some(limits)) => {
+                let mut v: serde_json::Value =
+                    serde_json::from_str(&body).expect("our own JSON parses");
+                v["limits"] = limits.report(std::slice::from_ref(c)).await;
+                v.to_string()
+            }
+            _ => body,
+        };
+        return Ok(json_response(StatusCode::OK, body));
     }
     let mut r = Response::new(Body::from(store::render_csv(&q, &rows)));
     r.headers_mut().insert(
@@ -208,7 +219,17 @@ pub async fn own_usage(
             )));
         }
     }
-    report(&state, &p, Some(caller.name.clone()), "group").await
+    report(&state, &p, Some(caller), "group").await
+}
+
+/// `GET /admin/limits`: every quota and budget with its current use per subject.
+pub async fn limits(State(state): State<AppState>, headers: HeaderMap) -> Answer {
+    require(&state, &headers, &[Role::ReportAdmin])?;
+    let body = match &state.limits {
+        Some(l) => l.report(state.auth.callers()).await,
+        None => serde_json::json!({"backend": null, "quotas": [], "budgets": []}),
+    };
+    Ok(json_response(StatusCode::OK, body.to_string()))
 }
 
 /// `GET /admin/requests/{request_id}`: every record of a request, with its attempts.

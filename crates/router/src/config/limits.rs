@@ -23,6 +23,8 @@ pub struct RawLimits {
     pub assumed_output_tokens: u32,
     /// How long a backend call may take before it counts as failed.
     pub backend_timeout_ms: u64,
+    /// Prefix of every key in the backend (several deployments can share one Redis).
+    pub key_prefix: String,
 }
 
 impl Default for RawLimits {
@@ -34,6 +36,7 @@ impl Default for RawLimits {
             lease_fraction: 0.1,
             assumed_output_tokens: 1024,
             backend_timeout_ms: 250,
+            key_prefix: "smart-router".into(),
         }
     }
 }
@@ -205,6 +208,8 @@ pub struct LimitsConfig {
     pub assumed_output_tokens: u32,
     /// Longest wait for the backend.
     pub backend_timeout: Duration,
+    /// Prefix of every backend key.
+    pub key_prefix: String,
     /// The quotas, in file order.
     pub quotas: Vec<QuotaConfig>,
     /// The budgets, in file order.
@@ -288,12 +293,14 @@ pub(super) fn validate_limits(
     let l = input.limits;
     let redis_url = match l.backend.as_str() {
         "memory" => None,
-        url if url.starts_with("redis://") || url.starts_with("rediss://") => Some(url.to_string()),
+        url if url.starts_with("redis://") && redis::Client::open(url).is_ok() => {
+            Some(url.to_string())
+        }
         other => {
             errors.push(ConfigError::InvalidValue {
                 path: "limits.backend".into(),
                 reason: format!(
-                    "{:?} must be \"memory\" or a redis:// URL",
+                    "{:?} must be \"memory\" or a redis://HOST:PORT/DB URL",
                     crate::bounds::clip(other, 64)
                 ),
             });
@@ -404,6 +411,7 @@ pub(super) fn validate_limits(
         lease_fraction: l.lease_fraction.clamp(f64::MIN_POSITIVE, 1.0),
         assumed_output_tokens: l.assumed_output_tokens,
         backend_timeout: Duration::from_millis(l.backend_timeout_ms.max(1)),
+        key_prefix: l.key_prefix.clone(),
         quotas,
         budgets,
     }

@@ -87,6 +87,24 @@ pub struct CloseLabels {
     pub reason: &'static str,
 }
 
+/// Labels of quota and budget decisions (operator-defined names; never a caller).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QuotaLabels {
+    /// The quota or budget name.
+    pub quota: Arc<str>,
+    /// `rejected`, `would_reject` or `warned`.
+    pub outcome: &'static str,
+}
+
+/// The metrics quotas and budgets keep (handles shared with the registry).
+#[derive(Debug, Clone)]
+pub struct LimitsMetrics {
+    /// Decisions by quota/budget name and outcome (`rejected`, `would_reject`, `warned`).
+    pub decisions: Family<QuotaLabels, Counter>,
+    /// 1 while the limits backend answers.
+    pub backend_up: Gauge,
+}
+
 /// Labels of per-group series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GroupLabels {
@@ -136,6 +154,10 @@ pub struct Metrics {
     pub connections_open: Gauge,
     /// Client connections the router closed, by reason.
     connections_closed: Family<CloseLabels, Counter>,
+    /// Quota and budget decisions.
+    quota_decisions: Family<QuotaLabels, Counter>,
+    /// 1 while the limits backend answers.
+    limits_backend_up: Gauge,
     /// Configured group names, interned.
     groups: HashMap<String, Arc<str>>,
     /// `none` and `unknown`, interned.
@@ -253,6 +275,18 @@ impl Metrics {
             "Client connections closed by the router (header_timeout, idle_timeout, evicted at the connection cap)",
             connections_closed.clone(),
         );
+        let quota_decisions = Family::<QuotaLabels, Counter>::default();
+        registry.register(
+            "quota_decisions",
+            "Quota and budget decisions by name: rejected, would_reject (shadow mode), warned (budget past warn_at)",
+            quota_decisions.clone(),
+        );
+        let limits_backend_up = gauge(
+            &mut registry,
+            "limits_backend_up",
+            "1 while the limits backend (memory, or Redis) answers",
+        );
+        limits_backend_up.set(1);
         let target_cooling = Family::<TargetLabels, Gauge>::default();
         registry.register(
             "target_cooling",
@@ -280,6 +314,8 @@ impl Metrics {
             usage_spool_rejected,
             connections_open,
             connections_closed,
+            quota_decisions,
+            limits_backend_up,
             groups: HashMap::new(),
             none: Arc::from("none"),
             unknown: Arc::from("unknown"),
@@ -292,6 +328,14 @@ impl Metrics {
         match group {
             None => self.none.clone(),
             Some(g) => self.groups.get(g).unwrap_or(&self.unknown).clone(),
+        }
+    }
+
+    /// The handles the quotas and budgets count with.
+    pub fn limits(&self) -> LimitsMetrics {
+        LimitsMetrics {
+            decisions: self.quota_decisions.clone(),
+            backend_up: self.limits_backend_up.clone(),
         }
     }
 

@@ -33,6 +33,8 @@ pub(super) async fn govern(
             break;
         }
     }
-    cx.outcome.governed(governed.take_effects());
+    let mut effects = governed.take_effects();
+    effects.refused = verdict.is_err();
+    cx.outcome.governed(effects);
     verdict
 }

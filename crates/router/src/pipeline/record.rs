@@ -26,6 +26,8 @@ pub struct Outcome {
     rate_limits: RateLimits,
     /// Router headers governance added.
     headers: Vec<(&'static str, String)>,
+    /// Governance refused the request.
+    refused: bool,
 }
 
 impl Outcome {
@@ -68,6 +70,7 @@ impl Outcome {
             holds: Vec::new(),
             rate_limits: RateLimits::default(),
             headers: Vec::new(),
+            refused: false,
         }
     }
 
@@ -153,6 +156,7 @@ impl Outcome {
         self.holds.extend(effects.holds);
         self.rate_limits = effects.rate_limits;
         self.headers.extend(effects.headers);
+        self.refused = effects.refused;
     }
 
     /// The first byte of the answer went to the client.
@@ -226,6 +230,7 @@ impl Outcome {
             usage: r.usage,
             cost_usd,
             http_status: r.http_status,
+            refused: self.refused,
         };
         for hold in self.holds.drain(..) {
             hold.settle(&end);

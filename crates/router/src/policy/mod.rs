@@ -11,6 +11,7 @@
 //! stage runs them.
 
 mod body;
+pub mod limits;
 
 pub use crate::error::Denial;
 pub use body::{Purpose, RequestBody};
@@ -79,6 +80,9 @@ pub struct Settled {
     pub cost_usd: f64,
     /// HTTP status sent (499: the client left).
     pub http_status: u16,
+    /// A governance stage refused the request: it never went upstream, and what earlier
+    /// stages counted for it should be given back.
+    pub refused: bool,
 }
 
 /// What governance leaves on a request besides its decision.
@@ -94,6 +98,8 @@ pub struct Effects {
     pub headers: Vec<(&'static str, String)>,
     /// The quota or budget that refused the request, or would have (shadow mode).
     pub limited_by: Option<Arc<str>>,
+    /// A stage refused the request.
+    pub refused: bool,
 }
 
 impl<'a> Governed<'a> {

@@ -64,6 +64,16 @@ pub trait UsageStore: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'_, ()>;
     /// Deletes up to `limit` records older than `before_ms`; returns how many.
     fn purge_batch(&self, before_ms: i64, limit: i64) -> BoxFuture<'_, Result<u64, StoreError>>;
+    /// USD spent since `from_ms` by requests whose `column` (`caller`, `project`, `team`,
+    /// `environment`; `None`: everyone) is `subject`, to `groups` (`None`: any group) — what a
+    /// budget's counter is rebuilt from.
+    fn spend<'a>(
+        &'a self,
+        column: Option<&'static str>,
+        subject: &'a str,
+        groups: Option<&'a [String]>,
+        from_ms: i64,
+    ) -> BoxFuture<'a, Result<f64, StoreError>>;
 }
 
 /// Opens the store a URL names (`sqlite://PATH`, `postgres://...`; `?schema=NAME` picks a

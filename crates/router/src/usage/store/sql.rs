@@ -361,6 +361,36 @@ macro_rules! sql_store {
                     Ok(done.rows_affected())
                 })
             }
+
+            fn spend<'a>(
+                &'a self,
+                column: Option<&'static str>,
+                subject: &'a str,
+                groups: Option<&'a [String]>,
+                from_ms: i64,
+            ) -> BoxFuture<'a, Result<f64, StoreError>> {
+                Box::pin(async move {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT CAST(COALESCE(SUM(cost_usd), 0) AS DOUBLE PRECISION) FROM usage_records WHERE started_at_ms >= ",
+                    );
+                    qb.push_bind(from_ms);
+                    if let Some(c) = column {
+                        // `column` is one of four constants, never caller input.
+                        qb.push(format!(" AND {c} = "));
+                        qb.push_bind(subject);
+                    }
+                    if let Some(groups) = groups {
+                        qb.push(" AND group_name IN (");
+                        let mut sep = qb.separated(", ");
+                        for g in groups {
+                            sep.push_bind(g);
+                        }
+                        sep.push_unseparated(")");
+                    }
+                    let usd: f64 = qb.build_query_scalar().fetch_one(&self.pool).await?;
+                    Ok(usd)
+                })
+            }
         }
     };
 }
