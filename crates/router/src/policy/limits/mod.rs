@@ -323,6 +323,10 @@ impl QuotaStage {
         let Some(subject) = subject(self.config.applies.scope, request.caller) else {
             return Ok(Decision::Allow);
         };
+        if request.purpose() == super::Purpose::CountTokens {
+            // Counting tokens generates nothing: it is not counted against quotas.
+            return Ok(Decision::Allow);
+        }
         let now = now_ms();
         let (w, reset) = minute(now);
         let mut refusal: Option<(String, u64, Duration)> = None;
@@ -537,6 +541,9 @@ impl BudgetStage {
         let Some(subject) = subject(self.config.applies.scope, request.caller) else {
             return Ok(Decision::Allow);
         };
+        if request.purpose() == super::Purpose::CountTokens {
+            return Ok(Decision::Allow);
+        }
         let now = now_ms();
         let (start, end) = period(self.config.period, now);
         let spent_usd = self.spent(&subject, start, end).await as f64 / 1e6;
