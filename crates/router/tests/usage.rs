@@ -586,7 +586,40 @@ async fn issue_12_unreadable_spool_lines_are_counted_and_kept(url: String) {
     let _ = std::fs::remove_file(&rejected);
 }
 
+/// A table made before `quota` and `annotations` existed gains them on migrate, keeps its rows,
+/// and takes records with them.
+async fn older_tables_gain_the_new_columns(url: String) {
+    let store = router::usage::store::open(&url).unwrap();
+    store.migrate().await.unwrap();
+    // Make it look like the first release's table: drop the two later columns.
+    sql(&url, "ALTER TABLE usage_records DROP COLUMN quota").await;
+    sql(&url, "ALTER TABLE usage_records DROP COLUMN annotations").await;
+    let store = router::usage::store::open(&url).unwrap();
+    store.migrate().await.unwrap();
+    store.migrate().await.unwrap();
+    let h = Harness::with_store(
+        &CONFIG.replace(
+            "[[callers]]\nname = \"alice\"",
+            "[[quotas]]\nname = \"trial\"\nrequests_per_minute = 1\nmode = \"shadow\"\n[[callers]]\nname = \"alice\"",
+        ),
+        &url,
+    )
+    .await;
+    for id in ["mig-1", "mig-2"] {
+        assert_eq!(ask(&h, "alice-token", id, "curl/8").await.status, 200);
+    }
+    assert!(h.written(2).await);
+    let r = store.by_request_id("mig-2").await.unwrap();
+    assert_eq!(r[0].quota.as_deref(), Some("trial"), "{r:?}");
+    assert!(
+        r[0].annotations.contains("would_reject"),
+        "{}",
+        r[0].annotations
+    );
+}
+
 both_backends!(
+    older_tables_gain_the_new_columns,
     issue_12_unreadable_spool_lines_are_counted_and_kept,
     records_are_complete_and_priced,
     reports_group_and_filter,

@@ -89,7 +89,7 @@ enum Command {
         /// End, exclusive (default: now).
         #[arg(long)]
         to: Option<String>,
-        /// Dimensions: caller,project,team,environment,client,surface,group,provider,model,status,day,hour.
+        /// Dimensions: caller,project,team,environment,client,surface,group,provider,model,status,quota,day,hour.
         #[arg(long, default_value = "group")]
         group_by: String,
         /// Output format.
