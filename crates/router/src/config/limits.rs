@@ -106,7 +106,6 @@ pub enum OnBackendError {
 
 /// Only subjects with these attributes (all must match).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
 pub struct Match {
     /// Caller name.
     #[serde(default)]

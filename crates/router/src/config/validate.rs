@@ -10,13 +10,17 @@ use std::collections::HashMap;
 pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     let mut unknown = Vec::new();
     let de = toml::Deserializer::new(text);
-    let mut on_unknown = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+    let mut on_unknown = |path: serde_ignored::Path<'_>| unknown.push(key_path(&path.to_string()));
     let de = serde_ignored::Deserializer::new(de, &mut on_unknown);
     let raw: RawConfig = match serde_path_to_error::deserialize(de) {
         Ok(raw) => raw,
         Err(e) => {
-            let path = e.path().to_string();
-            let path = if path == "." { "(file)".into() } else { path };
+            let path = key_path(&e.path().to_string());
+            let path = if path.is_empty() {
+                "(file)".into()
+            } else {
+                path
+            };
             let message = parse_message(&path, &e.into_inner(), text);
             return Err(ConfigErrors(vec![ConfigError::Parse { path, message }]));
         }
@@ -34,6 +38,23 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             Err(ConfigErrors(errors))
         }
     }
+}
+
+/// A serde path (`budgets.1.match.?.colour`) as our errors spell key paths
+/// (`budgets[1].match.colour`).
+fn key_path(raw: &str) -> String {
+    let mut out = String::new();
+    for seg in raw.split('.').filter(|s| *s != "?") {
+        if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{seg}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(seg);
+        }
+    }
+    out
 }
 
 /// A TOML parse or type error as we report it: the position (line and column) and the
@@ -589,6 +610,63 @@ mod tests {
         assert!(errs.starts_with("server.max_body_bytes: "), "{errs}");
         let errs = parse("[server\n").unwrap_err().to_string();
         assert!(errs.starts_with("(file): "), "{errs}");
+    }
+
+    #[test]
+    fn limits_are_validated_with_their_paths() {
+        let bad = GOOD.to_string()
+            + r#"
+            [limits]
+            backend = "memcached://x"
+            on_backend_error = "ignore"
+            lease_fraction = 0
+            [[quotas]]
+            name = "q"
+            scope = "org"
+            requests_per_minute = 0
+            groups = ["fsat"]
+            [[quotas]]
+            name = "q"
+            [[budgets]]
+            name = "b b"
+            usd = -1
+            period = "year"
+            warn_at = 2
+            [[budgets]]
+            name = "fine"
+            usd = 5
+            match = { colour = "blue" }
+        "#;
+        let errs = parse(&bad).unwrap_err().to_string();
+        for want in [
+            "limits.backend: \"memcached://x\" must be \"memory\" or a redis://HOST:PORT/DB URL",
+            "limits.on_backend_error: \"ignore\" is not one of allow, deny",
+            "limits.lease_fraction: must be greater than 0 and at most 1",
+            "quotas[0].scope: \"org\" is not one of caller, project, team, environment, global",
+            "quotas[0].requests_per_minute: must be at least 1",
+            "quotas[0].groups[0]: no group named \"fsat\" (did you mean \"fast\"?)",
+            "quotas[1].name: duplicate quota or budget \"q\"",
+            "quotas[1]: sets no limit",
+            "budgets[0].name: must be 1 to 64 letters",
+            "budgets[0].usd: must be a positive amount",
+            "budgets[0].period: \"year\" is not one of day, week, month",
+            "budgets[0].warn_at: must be greater than 0 and at most 1",
+            "budgets[1].match.colour: unknown key",
+        ] {
+            assert!(errs.contains(want), "missing {want:?} in:\n{errs}");
+        }
+        // A budget over unpriced targets works, with a warning.
+        let unpriced = GOOD.replace("price = { input = 1.0, output = 2.0 }", "")
+            + "\n[[budgets]]\nname = \"b\"\nusd = 5\n";
+        let c = parse(&unpriced).unwrap();
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("budgets[0]: group \"fast\" has targets without a price")),
+            "{:?}",
+            c.warnings
+        );
+        assert_eq!(c.limits.budgets[0].usd, 5.0);
     }
 
     /// Issue 12: provider `headers` could not come from `env:`/`file:` and showed in `Debug`.
