@@ -82,8 +82,13 @@ impl Runtime {
         let providers = config.providers.iter().map(Provider::new).collect();
         let auth = Authenticator::new(&config);
         let limits = (!config.limits.is_empty()).then(|| {
-            Limits::new(&config.limits, store.clone(), recorder.metrics.limits())
-                .expect("a validated limits backend URL opens")
+            Limits::new(
+                &config.limits,
+                auth.callers(),
+                store.clone(),
+                recorder.metrics.limits(),
+            )
+            .expect("a validated limits backend URL opens")
         });
         // Quotas and budgets come first: a request over its limits is refused before other
         // stages spend work on it.

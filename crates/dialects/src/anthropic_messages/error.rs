@@ -64,7 +64,7 @@ pub fn rate_limit_headers(limits: &crate::canonical::RateLimits) -> Vec<(&'stati
         if let Some(w) = w {
             out.push((limit, w.limit.to_string()));
             out.push((remaining, w.remaining.to_string()));
-            out.push((reset, w.reset_at.clone()));
+            out.push((reset, w.reset_at.to_string()));
         }
     }
     out

@@ -1,6 +1,7 @@
 //! The rate limits that apply to a caller's request, as each dialect's rate-limit headers
 //! report them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 /// One limit as a caller sees it.
@@ -12,8 +13,9 @@ pub struct LimitWindow {
     pub remaining: u64,
     /// When it is whole again, from now.
     pub reset_after: Duration,
-    /// When it is whole again, RFC 3339 UTC (for dialects that send a timestamp).
-    pub reset_at: String,
+    /// When it is whole again, RFC 3339 UTC (for dialects that send a timestamp; shared, made
+    /// once per window).
+    pub reset_at: Arc<str>,
 }
 
 /// The request and token limits of one request (the tightest of each kind).

@@ -18,7 +18,6 @@
 
 use super::backend::{Backend, BackendError};
 use crate::config::limits::OnBackendError;
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -33,6 +32,52 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 const BUDGET_REFRESH: Duration = Duration::from_secs(2);
 /// Budget charges waiting to be written to the backend.
 const CHARGE_QUEUE: usize = 4096;
+
+/// One per-minute counter (a quota's requests or tokens for one subject), built once per
+/// configuration: the hot path locks its own small mutex, never a shared map.
+#[derive(Debug)]
+pub(crate) struct WindowCounter {
+    /// The backend key, without the window.
+    key: String,
+    stock: Mutex<Stock>,
+    /// While the backend is down: (window, units used here).
+    fallback: Mutex<(i64, u64)>,
+}
+
+impl WindowCounter {
+    /// A counter stored under `key` (plus `:WINDOW`) in a shared backend.
+    pub(crate) fn new(key: String) -> Self {
+        WindowCounter {
+            key,
+            stock: Mutex::new(Stock::default()),
+            fallback: Mutex::new((0, 0)),
+        }
+    }
+}
+
+/// One budget's spend for one subject, built once per configuration.
+#[derive(Debug)]
+pub(crate) struct SpendCounter {
+    /// The backend key, without the period start.
+    key: String,
+    /// The period it holds, and the spend in it.
+    spend: Mutex<(i64, Spend)>,
+}
+
+impl SpendCounter {
+    /// A counter stored under `key` (plus `:PERIOD_START`).
+    pub(crate) fn new(key: String) -> Self {
+        SpendCounter {
+            key,
+            spend: Mutex::new((i64::MIN, Spend::default())),
+        }
+    }
+
+    /// The backend key of the period starting at `start`.
+    pub(crate) fn period_key(&self, start: i64) -> String {
+        format!("{}:{start}", self.key)
+    }
+}
 
 /// What this replica holds of one window counter.
 #[derive(Debug, Default, Clone, Copy)]
@@ -88,14 +133,10 @@ pub(crate) struct LedgerSettings {
 pub(crate) struct Ledger {
     backend: Arc<dyn Backend>,
     settings: LedgerSettings,
-    stocks: Mutex<HashMap<String, Stock>>,
-    fallback: Mutex<HashMap<String, (i64, u64)>>,
-    concurrency: Mutex<HashMap<String, u64>>,
-    spends: Mutex<HashMap<String, Spend>>,
     up: AtomicBool,
     retry_at: Mutex<Option<Instant>>,
     last_warning: Mutex<Option<Instant>>,
-    charges: Option<mpsc::Sender<(String, i64, Duration)>>,
+    charges: Option<mpsc::Sender<Charge>>,
     /// Set by the metrics: 1 while the backend answers.
     pub(crate) backend_up: prometheus_client::metrics::gauge::Gauge,
 }
@@ -123,10 +164,6 @@ impl Ledger {
         let ledger = Arc::new(Ledger {
             backend,
             settings,
-            stocks: Mutex::new(HashMap::new()),
-            fallback: Mutex::new(HashMap::new()),
-            concurrency: Mutex::new(HashMap::new()),
-            spends: Mutex::new(HashMap::new()),
             up: AtomicBool::new(true),
             retry_at: Mutex::new(None),
             last_warning: Mutex::new(None),
@@ -175,35 +212,49 @@ impl Ledger {
         }
     }
 
-    /// Takes `n` units of the window `window` of counter `key`, limit `limit`.
+    /// Takes `n` units of window `window` of `c`, limit `limit`. In memory the counter is the
+    /// truth (no lease); shared, a lease is taken when this replica's stock runs out.
     pub(crate) async fn take(
         &self,
-        key: &str,
+        c: &WindowCounter,
         window: i64,
         n: u64,
         limit: u64,
     ) -> Result<Taken, Unavailable> {
         let n_i = i64::try_from(n).unwrap_or(i64::MAX);
         let limit_i = i64::try_from(limit).unwrap_or(i64::MAX);
+        let shared = self.backend.shared();
         let need = {
-            let mut stocks = self.stocks.lock().expect("stocks lock");
-            let s = current(&mut stocks, key, window);
+            let mut s = c.stock.lock().expect("stock lock");
+            if s.window != window {
+                *s = Stock {
+                    window,
+                    ..Stock::default()
+                };
+            }
+            if !shared {
+                let allowed = s.used + n_i <= limit_i;
+                if allowed {
+                    s.used += n_i;
+                }
+                let left = u64::try_from((limit_i - s.used).max(0)).unwrap_or(0);
+                return Ok(Taken {
+                    allowed,
+                    remaining: left,
+                });
+            }
             if s.available() >= n_i {
                 s.used += n_i;
-                return Ok(self.taken(true, s, limit_i));
+                return Ok(self.taken(true, &s, limit_i));
             }
             n_i - s.available().max(0)
         };
         if self.resting() {
-            return self.fallback_take(key, window, n, limit);
+            return self.fallback_take(c, window, n, limit);
         }
-        let want = if self.backend.shared() {
-            let lease = (limit as f64 * self.settings.lease_fraction).ceil() as i64;
-            need.max(lease).max(1)
-        } else {
-            need
-        };
-        let full_key = format!("{key}:{window}");
+        let lease = (limit as f64 * self.settings.lease_fraction).ceil() as i64;
+        let want = need.max(lease).max(1);
+        let full_key = format!("{}:{window}", c.key);
         match self
             .backend
             .lease(&full_key, want as u64, limit, WINDOW_TTL)
@@ -211,19 +262,24 @@ impl Ledger {
         {
             Ok((granted, total)) => {
                 self.answered();
-                let mut stocks = self.stocks.lock().expect("stocks lock");
-                let s = current(&mut stocks, key, window);
+                let mut s = c.stock.lock().expect("stock lock");
+                if s.window != window {
+                    *s = Stock {
+                        window,
+                        ..Stock::default()
+                    };
+                }
                 s.granted += i64::try_from(granted).unwrap_or(0);
                 s.shared_total = total;
                 let allowed = s.available() >= n_i;
                 if allowed {
                     s.used += n_i;
                 }
-                Ok(self.taken(allowed, s, limit_i))
+                Ok(self.taken(allowed, &s, limit_i))
             }
             Err(e) => {
                 self.failed(&e);
-                self.fallback_take(key, window, n, limit)
+                self.fallback_take(c, window, n, limit)
             }
         }
     }
@@ -241,7 +297,7 @@ impl Ledger {
     /// While the backend is down: a local counter of this replica's share of the limit.
     fn fallback_take(
         &self,
-        key: &str,
+        c: &WindowCounter,
         window: i64,
         n: u64,
         limit: u64,
@@ -250,8 +306,7 @@ impl Ledger {
             return Err(Unavailable);
         }
         let share = limit.div_ceil(u64::from(self.settings.replicas)).max(1);
-        let mut map = self.fallback.lock().expect("fallback lock");
-        let slot = map.entry(key.to_string()).or_insert((window, 0));
+        let mut slot = c.fallback.lock().expect("fallback lock");
         if slot.0 != window {
             *slot = (window, 0);
         }
@@ -265,105 +320,88 @@ impl Ledger {
         })
     }
 
-    /// Settles tokens reserved in a window with what was used: more is charged to the shared
-    /// counter, less is given back to this replica's stock.
-    pub(crate) fn settle(&self, key: &str, window: i64, reserved: u64, used: u64) {
-        let delta = i64::try_from(used).unwrap_or(i64::MAX) - i64::try_from(reserved).unwrap_or(0);
+    /// Settles units taken in a window with what was used: in memory the counter is corrected;
+    /// shared, more is charged to the shared counter and less is given back to this replica's
+    /// stock.
+    pub(crate) fn settle(&self, c: &WindowCounter, window: i64, taken: u64, used: u64) {
+        let delta = i64::try_from(used).unwrap_or(i64::MAX) - i64::try_from(taken).unwrap_or(0);
         if delta == 0 {
             return;
         }
         {
-            let mut stocks = self.stocks.lock().expect("stocks lock");
-            match stocks.get_mut(key) {
-                Some(s) if s.window == window => s.used += delta,
-                _ => return,
+            let mut s = c.stock.lock().expect("stock lock");
+            if s.window != window {
+                return;
             }
+            s.used = (s.used + delta).max(0);
         }
-        let full_key = format!("{key}:{window}");
-        if !self.backend.shared() {
-            // In memory the counter is the truth: keep it exact (its future is ready at once).
-            if let Some(s) = self.stocks.lock().expect("stocks lock").get_mut(key) {
-                s.granted += delta;
-            }
-            futures_util::FutureExt::now_or_never(self.backend.add(&full_key, delta, WINDOW_TTL));
-        } else if delta > 0 {
-            // Shared: what was used beyond the reservation is charged to everyone's counter;
-            // what was reserved and not used stays in this replica's stock.
-            self.queue_add(full_key, delta, WINDOW_TTL);
+        if self.backend.shared() && delta > 0 {
+            self.queue(Charge {
+                key: format!("{}:{window}", c.key),
+                delta,
+                ttl: WINDOW_TTL,
+                spend: None,
+            });
         }
     }
 
-    /// Units of window `window` of `key` known to be used: this replica's count in memory, the
+    /// Units of window `window` of `c` known to be used: this process's count in memory, the
     /// shared total at the last lease with a shared backend.
-    pub(crate) fn in_window(&self, key: &str, window: i64) -> u64 {
-        let stocks = self.stocks.lock().expect("stocks lock");
-        match stocks.get(key) {
-            Some(s) if s.window == window && self.backend.shared() => s.shared_total,
-            Some(s) if s.window == window => u64::try_from(s.used).unwrap_or(0),
-            _ => 0,
+    pub(crate) fn in_window(&self, c: &WindowCounter, window: i64) -> u64 {
+        let s = c.stock.lock().expect("stock lock");
+        match s.window == window {
+            true if self.backend.shared() => s.shared_total,
+            true => u64::try_from(s.used).unwrap_or(0),
+            false => 0,
         }
     }
 
-    /// Takes a concurrency slot of `key` (this replica's share of `limit`).
-    pub(crate) fn acquire(&self, key: &str, limit: u64) -> (bool, u64) {
-        let share = if self.backend.shared() {
+    /// This replica's share of a concurrency limit.
+    pub(crate) fn slots(&self, limit: u64) -> u64 {
+        if self.backend.shared() {
             limit.div_ceil(u64::from(self.settings.replicas)).max(1)
         } else {
             limit
-        };
-        let mut map = self.concurrency.lock().expect("concurrency lock");
-        let n = map.entry(key.to_string()).or_insert(0);
-        if *n >= share {
-            return (false, 0);
-        }
-        *n += 1;
-        (true, share - *n)
-    }
-
-    /// Gives a concurrency slot back.
-    pub(crate) fn release(&self, key: &str) {
-        let mut map = self.concurrency.lock().expect("concurrency lock");
-        if let Some(n) = map.get_mut(key) {
-            *n = n.saturating_sub(1);
         }
     }
 
-    /// Requests in flight for `key` on this replica.
-    pub(crate) fn in_flight(&self, key: &str) -> u64 {
-        self.concurrency
-            .lock()
-            .expect("concurrency lock")
-            .get(key)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// A budget's spend in micro-USD; `rebuild` gives the spend from the usage store when the
-    /// backend has no counter for it yet (or cannot be asked before it was ever read).
-    pub(crate) async fn spent<F>(&self, key: &str, ttl: Duration, rebuild: F) -> i64
+    /// A budget's spend in micro-USD in the period starting at `start`; `rebuild` gives the
+    /// spend from the usage store when the backend has no counter for it yet (or cannot be
+    /// asked before it was ever read).
+    pub(crate) async fn spent<F>(
+        &self,
+        c: &SpendCounter,
+        start: i64,
+        ttl: Duration,
+        rebuild: F,
+    ) -> i64
     where
         F: std::future::Future<Output = Option<i64>>,
     {
         let (loaded, stale, known) = {
-            let spends = self.spends.lock().expect("spends lock");
-            let s = spends.get(key).copied().unwrap_or_default();
+            let mut guard = c.spend.lock().expect("spend lock");
+            if guard.0 != start {
+                *guard = (start, Spend::default());
+            }
+            let s = guard.1;
             let stale = s.refreshed.is_none_or(|at| at.elapsed() >= BUDGET_REFRESH);
             (s.loaded, stale, s.shared + s.pending)
         };
         if loaded && (!stale || !self.backend.shared() || self.resting()) {
             return known;
         }
+        let key = c.period_key(start);
         let mut rebuild = Some(rebuild);
         let asked = if self.resting() {
             Err(None)
         } else {
-            match self.backend.get(key).await {
+            match self.backend.get(&key).await {
                 Ok(Some(v)) => Ok(v),
                 Ok(None) if loaded => Ok(0),
                 Ok(None) => {
                     let from_store = rebuild.take().expect("not taken yet").await.unwrap_or(0);
                     self.backend
-                        .set_absent(key, from_store, ttl)
+                        .set_absent(&key, from_store, ttl)
                         .await
                         .map_err(Some)
                 }
@@ -386,8 +424,11 @@ impl Ledger {
                 }
             }
         };
-        let mut spends = self.spends.lock().expect("spends lock");
-        let s = spends.entry(key.to_string()).or_default();
+        let mut guard = c.spend.lock().expect("spend lock");
+        if guard.0 != start {
+            *guard = (start, Spend::default());
+        }
+        let s = &mut guard.1;
         if let Some(v) = known {
             s.loaded = true;
             s.shared = v;
@@ -396,61 +437,74 @@ impl Ledger {
         s.shared + s.pending
     }
 
-    /// Charges `micros` to a budget.
-    pub(crate) fn charge(&self, key: &str, micros: i64, ttl: Duration) {
+    /// Charges `micros` to the period starting at `start` of a budget counter.
+    pub(crate) fn charge(
+        self: &Arc<Self>,
+        c: &Arc<SpendCounter>,
+        start: i64,
+        micros: i64,
+        ttl: Duration,
+    ) {
         if micros <= 0 {
             return;
         }
         {
-            let mut spends = self.spends.lock().expect("spends lock");
-            let s = spends.entry(key.to_string()).or_default();
+            let mut guard = c.spend.lock().expect("spend lock");
+            if guard.0 != start {
+                return;
+            }
             if self.backend.shared() {
-                s.pending += micros;
+                guard.1.pending += micros;
             } else {
-                s.shared += micros;
+                guard.1.shared += micros;
             }
         }
+        let key = c.period_key(start);
         if self.backend.shared() {
-            self.queue_add(key.to_string(), micros, ttl);
+            self.queue(Charge {
+                key,
+                delta: micros,
+                ttl,
+                spend: Some((c.clone(), start)),
+            });
         } else {
-            futures_util::FutureExt::now_or_never(self.backend.add(key, micros, ttl));
+            // The memory backend answers at once: its future has no await point.
+            futures_util::FutureExt::now_or_never(self.backend.add(&key, micros, ttl));
         }
     }
 
-    fn queue_add(&self, key: String, delta: i64, ttl: Duration) {
+    fn queue(&self, charge: Charge) {
         if let Some(tx) = &self.charges {
-            if tx.try_send((key, delta, ttl)).is_err() {
+            if tx.try_send(charge).is_err() {
                 tracing::warn!("limits charge queue full; a charge was dropped");
             }
         }
     }
 }
 
-fn current<'a>(stocks: &'a mut HashMap<String, Stock>, key: &str, window: i64) -> &'a mut Stock {
-    if !stocks.contains_key(key) {
-        stocks.insert(key.to_string(), Stock::default());
-    }
-    let s = stocks.get_mut(key).expect("inserted above");
-    if s.window != window {
-        *s = Stock {
-            window,
-            ..Stock::default()
-        };
-    }
-    s
+/// A delta for a shared counter, written in the background; a budget charge also updates its
+/// spend counter once written.
+#[derive(Debug)]
+struct Charge {
+    key: String,
+    delta: i64,
+    ttl: Duration,
+    spend: Option<(Arc<SpendCounter>, i64)>,
 }
 
 /// Writes queued charges to the shared backend; ends when the ledger is gone.
-async fn write_charges(ledger: Weak<Ledger>, mut rx: mpsc::Receiver<(String, i64, Duration)>) {
-    while let Some((key, delta, ttl)) = rx.recv().await {
+async fn write_charges(ledger: Weak<Ledger>, mut rx: mpsc::Receiver<Charge>) {
+    while let Some(c) = rx.recv().await {
         let Some(l) = ledger.upgrade() else { return };
-        match l.backend.add(&key, delta, ttl).await {
+        match l.backend.add(&c.key, c.delta, c.ttl).await {
             Ok(total) => {
                 l.answered();
-                let mut spends = l.spends.lock().expect("spends lock");
-                if let Some(s) = spends.get_mut(&key) {
-                    s.pending = (s.pending - delta).max(0);
-                    s.shared = s.shared.max(total);
+                if let Some((counter, start)) = &c.spend {
+                    let mut guard = counter.spend.lock().expect("spend lock");
+                    if guard.0 == *start {
+                        guard.1.pending = (guard.1.pending - c.delta).max(0);
+                        guard.1.shared = guard.1.shared.max(total);
+                    }
                 }
             }
             Err(e) => l.failed(&e),

@@ -26,8 +26,10 @@ use crate::usage::store::UsageStore;
 use backend::Backend;
 use dialects::canonical::LimitWindow;
 use futures_util::future::BoxFuture;
-use ledger::{Ledger, Taken};
+use ledger::{Ledger, SpendCounter, Taken, WindowCounter};
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The limits of one configuration: its stages and what the operator endpoints read.
@@ -47,6 +49,7 @@ impl Limits {
     /// Builds the stages of `config` (a Redis backend connects on first use).
     pub fn new(
         config: &LimitsConfig,
+        callers: &[Arc<Caller>],
         store: Option<Arc<dyn UsageStore>>,
         metrics: LimitsMetrics,
     ) -> Result<Self, LimitsError> {
@@ -68,13 +71,21 @@ impl Limits {
             .quotas
             .iter()
             .map(|q| {
+                let key = format!("{prefix}:q:{}", q.name);
+                let by_caller = per_subject(&q.applies, callers, |subject| QuotaCounters {
+                    subject: subject.to_string(),
+                    requests: WindowCounter::new(format!("{key}:r:{subject}")),
+                    tokens: WindowCounter::new(format!("{key}:t:{subject}")),
+                    in_flight: AtomicU64::new(0),
+                });
                 Arc::new(QuotaStage {
                     name: q.name.as_str().into(),
-                    key: format!("{prefix}:q:{}", q.name),
+                    by_caller,
                     config: q.clone(),
                     ledger: ledger.clone(),
                     assumed_output: u64::from(config.assumed_output_tokens),
                     metrics: metrics.clone(),
+                    reset_at: Mutex::new((i64::MIN, Arc::from(""))),
                 })
             })
             .collect();
@@ -82,9 +93,14 @@ impl Limits {
             .budgets
             .iter()
             .map(|b| {
+                let key = format!("{prefix}:b:{}", b.name);
+                let by_caller = per_subject(&b.applies, callers, |subject| BudgetCounter {
+                    subject: subject.to_string(),
+                    spend: Arc::new(SpendCounter::new(format!("{key}:{subject}"))),
+                });
                 Arc::new(BudgetStage {
                     name: b.name.as_str().into(),
-                    key: format!("{prefix}:b:{}", b.name),
+                    by_caller,
                     config: b.clone(),
                     ledger: ledger.clone(),
                     store: store.clone(),
@@ -118,8 +134,8 @@ impl Limits {
         let mut quotas = Vec::new();
         for q in &self.quotas {
             let mut subjects = Vec::new();
-            for subject in subjects_of(&q.config.applies, callers) {
-                subjects.push(q.current(&subject).await);
+            for counters in distinct(&q.by_caller, callers) {
+                subjects.push(q.current(&counters));
             }
             if own && subjects.is_empty() {
                 continue;
@@ -137,8 +153,8 @@ impl Limits {
         let mut budgets = Vec::new();
         for b in &self.budgets {
             let mut subjects = Vec::new();
-            for subject in subjects_of(&b.config.applies, callers) {
-                subjects.push(b.current(&subject).await);
+            for counter in distinct(&b.by_caller, callers) {
+                subjects.push(b.current(&counter).await);
             }
             if own && subjects.is_empty() {
                 continue;
@@ -202,23 +218,45 @@ fn applies(a: &Applies, caller: &Caller, group: &GroupConfig) -> bool {
         && is(&m.environment, caller.environment.as_deref())
 }
 
-/// The distinct subjects of the callers a quota or budget can count.
-fn subjects_of(a: &Applies, callers: &[Arc<Caller>]) -> Vec<String> {
+/// One `T` per subject of the callers a quota or budget counts, shared by callers of the same
+/// subject, indexed by caller (`None`: not counted).
+fn per_subject<T>(
+    a: &Applies,
+    callers: &[Arc<Caller>],
+    make: impl Fn(&str) -> T,
+) -> Vec<Option<Arc<T>>> {
     let m = &a.matches;
     let is =
         |want: &Option<String>, have: Option<&str>| want.as_deref().is_none_or(|w| have == Some(w));
-    let mut out: Vec<String> = callers
+    let mut made: Vec<(String, Arc<T>)> = Vec::new();
+    callers
         .iter()
-        .filter(|c| {
-            is(&m.caller, Some(&c.name))
+        .map(|c| {
+            let counted = is(&m.caller, Some(&c.name))
                 && is(&m.project, c.project.as_deref())
                 && is(&m.team, c.team.as_deref())
-                && is(&m.environment, c.environment.as_deref())
+                && is(&m.environment, c.environment.as_deref());
+            let subject = subject(a.scope, c).filter(|_| counted)?;
+            if let Some((_, t)) = made.iter().find(|(s, _)| *s == subject) {
+                return Some(t.clone());
+            }
+            let t = Arc::new(make(&subject));
+            made.push((subject, t.clone()));
+            Some(t)
         })
-        .filter_map(|c| subject(a.scope, c))
-        .collect();
-    out.sort();
-    out.dedup();
+        .collect()
+}
+
+/// The distinct counters of `callers` (in first-seen order).
+fn distinct<T>(by_caller: &[Option<Arc<T>>], callers: &[Arc<Caller>]) -> Vec<Arc<T>> {
+    let mut out: Vec<Arc<T>> = Vec::new();
+    for c in callers {
+        if let Some(Some(t)) = by_caller.get(c.index) {
+            if !out.iter().any(|o| Arc::ptr_eq(o, t)) {
+                out.push(t.clone());
+            }
+        }
+    }
     out
 }
 
@@ -241,15 +279,6 @@ fn minute(ms: i64) -> (i64, Duration) {
     let w = ms.div_euclid(60_000);
     let left = (w + 1) * 60_000 - ms;
     (w, Duration::from_millis(u64::try_from(left).unwrap_or(0)))
-}
-
-fn window(limit: u64, taken: Taken, reset_after: Duration, now: i64) -> LimitWindow {
-    LimitWindow {
-        limit,
-        remaining: taken.remaining,
-        reset_after,
-        reset_at: rfc3339(now + reset_after.as_millis() as i64),
-    }
 }
 
 fn rate_limited(name: &str, what: &str, limit: u64, retry: Duration) -> Denial {
@@ -275,15 +304,35 @@ fn unavailable() -> Denial {
     }
 }
 
+/// A quota's counters for one subject.
+#[derive(Debug)]
+struct QuotaCounters {
+    subject: String,
+    requests: WindowCounter,
+    tokens: WindowCounter,
+    in_flight: AtomicU64,
+}
+
 /// One `[[quotas]]`.
 #[derive(Debug)]
 pub(crate) struct QuotaStage {
     name: Arc<str>,
-    key: String,
+    /// The counters of each caller's subject, by caller index.
+    by_caller: Vec<Option<Arc<QuotaCounters>>>,
     config: QuotaConfig,
     ledger: Arc<Ledger>,
     assumed_output: u64,
     metrics: LimitsMetrics,
+    /// RFC 3339 of the end of the current minute, made once per minute.
+    reset_at: Mutex<(i64, Arc<str>)>,
+}
+
+/// What a quota took for a request before deciding.
+#[derive(Debug, Default)]
+struct Taken2 {
+    request: bool,
+    tokens: Option<u64>,
+    slot: bool,
 }
 
 impl QuotaStage {
@@ -297,55 +346,80 @@ impl QuotaStage {
             .inc();
     }
 
-    async fn current(&self, subject: &str) -> serde_json::Value {
+    fn current(&self, c: &QuotaCounters) -> serde_json::Value {
         let (w, _) = minute(now_ms());
-        let requests = self.config.requests_per_minute.map(|_| {
-            serde_json::json!(
-                self.ledger
-                    .in_window(&format!("{}:r:{subject}", self.key), w)
-            )
-        });
-        let tokens = self.config.tokens_per_minute.map(|_| {
-            serde_json::json!(
-                self.ledger
-                    .in_window(&format!("{}:t:{subject}", self.key), w)
-            )
-        });
         serde_json::json!({
-            "subject": subject,
-            "requests_this_minute": requests,
-            "tokens_this_minute": tokens,
-            "in_flight": self.config.concurrent_requests.map(|_| self.ledger.in_flight(&format!("{}:c:{subject}", self.key))),
+            "subject": &c.subject,
+            "requests_this_minute": self.config.requests_per_minute.map(|_| self.ledger.in_window(&c.requests, w)),
+            "tokens_this_minute": self.config.tokens_per_minute.map(|_| self.ledger.in_window(&c.tokens, w)),
+            "in_flight": self.config.concurrent_requests.map(|_| c.in_flight.load(Ordering::Relaxed)),
         })
     }
 
+    /// The end of minute `w` as RFC 3339 (for Anthropic's reset headers), made once a minute.
+    fn reset_at(&self, w: i64) -> Arc<str> {
+        let mut cache = self.reset_at.lock().expect("reset lock");
+        if cache.0 != w {
+            *cache = (w, rfc3339((w + 1) * 60_000).into());
+        }
+        cache.1.clone()
+    }
+
+    fn window(&self, limit: u64, t: Taken, reset_after: Duration, w: i64) -> LimitWindow {
+        LimitWindow {
+            limit,
+            remaining: t.remaining,
+            reset_after,
+            reset_at: self.reset_at(w),
+        }
+    }
+
+    /// Takes a concurrency slot of this replica's share.
+    fn acquire(&self, c: &QuotaCounters, limit: u64) -> bool {
+        let share = self.ledger.slots(limit);
+        c.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < share).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives back what was taken for a request that does not go on.
+    fn give_back(&self, c: &QuotaCounters, w: i64, taken: &Taken2) {
+        if taken.request {
+            self.ledger.settle(&c.requests, w, 1, 0);
+        }
+        if let Some(n) = taken.tokens {
+            self.ledger.settle(&c.tokens, w, n, 0);
+        }
+        if taken.slot {
+            c.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
     async fn evaluate(&self, request: &mut Governed<'_>) -> Result<Decision, Denial> {
-        let Some(subject) = subject(self.config.applies.scope, request.caller) else {
+        let Some(Some(c)) = self.by_caller.get(request.caller.index).cloned() else {
             return Ok(Decision::Allow);
         };
         if request.purpose() == super::Purpose::CountTokens {
             // Counting tokens generates nothing: it is not counted against quotas.
             return Ok(Decision::Allow);
         }
-        let now = now_ms();
-        let (w, reset) = minute(now);
-        let mut refusal: Option<(String, u64, Duration)> = None;
+        let (w, reset) = minute(now_ms());
+        let mut refusal: Option<(&'static str, u64, Duration)> = None;
+        let mut taken = Taken2::default();
         let mut requests_window = None;
         let mut tokens_window = None;
-        let mut counted: Option<String> = None;
-        let mut reserved: Option<(String, u64)> = None;
         if let Some(limit) = self.config.requests_per_minute {
-            let key = format!("{}:r:{subject}", self.key);
             let t = self
                 .ledger
-                .take(&key, w, 1, limit)
+                .take(&c.requests, w, 1, limit)
                 .await
                 .map_err(|_| unavailable())?;
-            requests_window = Some(window(limit, t, reset, now));
-            if t.allowed {
-                counted = Some(key);
-            } else {
-                refusal = Some(("requests per minute".into(), limit, reset));
+            requests_window = Some(self.window(limit, t, reset, w));
+            taken.request = t.allowed;
+            if !t.allowed {
+                refusal = Some(("requests per minute", limit, reset));
             }
         }
         if let (Some(limit), None) = (self.config.tokens_per_minute, &refusal) {
@@ -355,59 +429,42 @@ impl QuotaStage {
             // A request larger than the whole limit reserves the whole limit (it can pass once
             // a minute) instead of never.
             let want = estimate.clamp(1, limit);
-            let key = format!("{}:t:{subject}", self.key);
             let t = self
                 .ledger
-                .take(&key, w, want, limit)
+                .take(&c.tokens, w, want, limit)
                 .await
                 .map_err(|_| unavailable())?;
-            tokens_window = Some(window(limit, t, reset, now));
+            tokens_window = Some(self.window(limit, t, reset, w));
             if t.allowed {
-                reserved = Some((key, want));
+                taken.tokens = Some(want);
             } else {
-                refusal = Some(("tokens per minute".into(), limit, reset));
+                refusal = Some(("tokens per minute", limit, reset));
             }
         }
-        let mut slot = None;
         if let (Some(limit), None) = (self.config.concurrent_requests, &refusal) {
-            let key = format!("{}:c:{subject}", self.key);
-            let (ok, _) = self.ledger.acquire(&key, limit);
-            if ok {
-                slot = Some(key);
-            } else {
-                refusal = Some(("concurrent requests".into(), limit, Duration::from_secs(1)));
+            taken.slot = self.acquire(&c, limit);
+            if !taken.slot {
+                refusal = Some(("concurrent requests", limit, Duration::from_secs(1)));
             }
         }
         request.rate_limits(requests_window, tokens_window);
         if let Some((what, limit, retry)) = refusal {
-            // Give back what was taken before the refusal.
-            if let Some(key) = counted.take() {
-                self.ledger.settle(&key, w, 1, 0);
-            }
-            if let Some((key, n)) = reserved.take() {
-                self.ledger.settle(&key, w, n, 0);
-            }
-            if let Some(key) = slot.take() {
-                self.ledger.release(&key);
-            }
+            self.give_back(&c, w, &taken);
             if self.config.mode == Mode::Shadow {
                 self.count("would_reject");
-                request.would_reject(&self.name, &what);
+                request.would_reject(&self.name, what);
                 return Ok(Decision::Allow);
             }
             self.count("rejected");
-            request.limited(&self.name, &what);
-            return Err(rate_limited(&self.name, &what, limit, retry));
+            request.limited(&self.name, what);
+            return Err(rate_limited(&self.name, what, limit, retry));
         }
-        if counted.is_some() || reserved.is_some() || slot.is_some() {
-            request.hold(Box::new(QuotaHold {
-                ledger: self.ledger.clone(),
-                window: w,
-                request: counted,
-                tokens: reserved,
-                slot,
-            }));
-        }
+        request.hold(Box::new(QuotaHold {
+            ledger: self.ledger.clone(),
+            counters: c,
+            window: w,
+            taken,
+        }));
         Ok(Decision::Allow)
     }
 }
@@ -435,33 +492,41 @@ impl Stage for QuotaStage {
 #[derive(Debug)]
 struct QuotaHold {
     ledger: Arc<Ledger>,
+    counters: Arc<QuotaCounters>,
     window: i64,
-    request: Option<String>,
-    tokens: Option<(String, u64)>,
-    slot: Option<String>,
+    taken: Taken2,
 }
 
 impl Hold for QuotaHold {
     fn settle(self: Box<Self>, end: &Settled) {
-        if let (Some(key), true) = (&self.request, end.refused) {
+        let c = &self.counters;
+        if self.taken.request && end.refused {
             // Refused by a later stage: the request never happened.
-            self.ledger.settle(key, self.window, 1, 0);
+            self.ledger.settle(&c.requests, self.window, 1, 0);
         }
-        if let Some((key, reserved)) = &self.tokens {
+        if let Some(reserved) = self.taken.tokens {
             let used = end.usage.map_or(0, |u| u.input_tokens + u.output_tokens);
-            self.ledger.settle(key, self.window, *reserved, used);
+            self.ledger.settle(&c.tokens, self.window, reserved, used);
         }
-        if let Some(key) = &self.slot {
-            self.ledger.release(key);
+        if self.taken.slot {
+            c.in_flight.fetch_sub(1, Ordering::AcqRel);
         }
     }
+}
+
+/// A budget's counter for one subject.
+#[derive(Debug)]
+struct BudgetCounter {
+    subject: String,
+    spend: Arc<SpendCounter>,
 }
 
 /// One `[[budgets]]`.
 #[derive(Debug)]
 pub(crate) struct BudgetStage {
     name: Arc<str>,
-    key: String,
+    /// The counter of each caller's subject, by caller index.
+    by_caller: Vec<Option<Arc<BudgetCounter>>>,
     config: BudgetConfig,
     ledger: Arc<Ledger>,
     store: Option<Arc<dyn UsageStore>>,
@@ -488,27 +553,24 @@ fn period(p: Period, ms: i64) -> (i64, i64) {
     (start * 86_400_000, end * 86_400_000)
 }
 
-impl BudgetStage {
-    fn period_key(&self, subject: &str, start: i64) -> String {
-        format!("{}:{subject}:{start}", self.key)
-    }
+/// How long a period's counter is kept: to its end, and a day more.
+fn period_ttl(end: i64) -> Duration {
+    Duration::from_millis(u64::try_from(end - now_ms()).unwrap_or(0)) + Duration::from_secs(86_400)
+}
 
+impl BudgetStage {
     /// Spend so far this period, micro-USD (rebuilt from the usage store when the counter is
     /// missing).
-    async fn spent(&self, subject: &str, start: i64, end: i64) -> i64 {
-        let key = self.period_key(subject, start);
-        let ttl = Duration::from_millis(u64::try_from(end - now_ms()).unwrap_or(0))
-            + Duration::from_secs(86_400);
+    async fn spent(&self, b: &BudgetCounter, start: i64, end: i64) -> i64 {
         let rebuild = async {
             let store = self.store.as_ref()?;
-            let scope = self.config.applies.scope;
             let groups: Option<Vec<String>> = self
                 .config
                 .applies
                 .groups
                 .as_ref()
                 .map(|g| g.iter().cloned().collect());
-            let column = match scope {
+            let column = match self.config.applies.scope {
                 Scope::Caller => Some("caller"),
                 Scope::Project => Some("project"),
                 Scope::Team => Some("team"),
@@ -516,20 +578,22 @@ impl BudgetStage {
                 Scope::Global => None,
             };
             let usd = store
-                .spend(column, subject, groups.as_deref(), start)
+                .spend(column, &b.subject, groups.as_deref(), start)
                 .await
                 .map_err(|e| tracing::warn!(error = %e, budget = %self.name, "budget not rebuilt from the usage store"))
                 .ok()?;
             Some((usd * 1e6).round() as i64)
         };
-        self.ledger.spent(&key, ttl, rebuild).await
+        self.ledger
+            .spent(&b.spend, start, period_ttl(end), rebuild)
+            .await
     }
 
-    async fn current(&self, subject: &str) -> serde_json::Value {
+    async fn current(&self, b: &BudgetCounter) -> serde_json::Value {
         let (start, end) = period(self.config.period, now_ms());
-        let spent = self.spent(subject, start, end).await as f64 / 1e6;
+        let spent = self.spent(b, start, end).await as f64 / 1e6;
         serde_json::json!({
-            "subject": subject,
+            "subject": &b.subject,
             "spent_usd": spent,
             "remaining_usd": (self.config.usd - spent).max(0.0),
             "period_start": rfc3339(start),
@@ -538,7 +602,7 @@ impl BudgetStage {
     }
 
     async fn evaluate(&self, request: &mut Governed<'_>) -> Result<Decision, Denial> {
-        let Some(subject) = subject(self.config.applies.scope, request.caller) else {
+        let Some(Some(b)) = self.by_caller.get(request.caller.index).cloned() else {
             return Ok(Decision::Allow);
         };
         if request.purpose() == super::Purpose::CountTokens {
@@ -546,7 +610,7 @@ impl BudgetStage {
         }
         let now = now_ms();
         let (start, end) = period(self.config.period, now);
-        let spent_usd = self.spent(&subject, start, end).await as f64 / 1e6;
+        let spent_usd = self.spent(&b, start, end).await as f64 / 1e6;
         let share = spent_usd / self.config.usd;
         if share >= self.config.warn_at {
             request.response_header(
@@ -555,8 +619,7 @@ impl BudgetStage {
             );
             self.count("warned");
         }
-        let over = spent_usd >= self.config.usd;
-        if over {
+        if spent_usd >= self.config.usd {
             let what = format!(
                 "{} USD per {}",
                 self.config.usd,
@@ -587,9 +650,9 @@ impl BudgetStage {
         }
         request.hold(Box::new(BudgetHold {
             ledger: self.ledger.clone(),
-            key: self.period_key(&subject, start),
-            ttl: Duration::from_millis(u64::try_from(end - now).unwrap_or(0))
-                + Duration::from_secs(86_400),
+            counter: b.spend.clone(),
+            start,
+            ttl: period_ttl(end),
         }));
         Ok(Decision::Allow)
     }
@@ -628,14 +691,16 @@ impl Stage for BudgetStage {
 #[derive(Debug)]
 struct BudgetHold {
     ledger: Arc<Ledger>,
-    key: String,
+    counter: Arc<SpendCounter>,
+    start: i64,
     ttl: Duration,
 }
 
 impl Hold for BudgetHold {
     fn settle(self: Box<Self>, end: &Settled) {
         let micros = (end.cost_usd * 1e6).round() as i64;
-        self.ledger.charge(&self.key, micros, self.ttl);
+        self.ledger
+            .charge(&self.counter, self.start, micros, self.ttl);
     }
 }
 
@@ -681,22 +746,24 @@ mod tests {
             },
             Default::default(),
         );
+        let k = WindowCounter::new("k".into());
         let mut admitted = 0;
         for _ in 0..50 {
-            if ledger.take("k", 7, 1, 20).await.unwrap().allowed {
+            if ledger.take(&k, 7, 1, 20).await.unwrap().allowed {
                 admitted += 1;
             }
         }
         assert_eq!(admitted, 20);
         assert_eq!(
-            ledger.take("k", 8, 1, 20).await.unwrap().remaining,
+            ledger.take(&k, 8, 1, 20).await.unwrap().remaining,
             19,
             "a new window"
         );
         // Tokens: a reservation settled lower gives the rest back.
-        assert!(ledger.take("t", 1, 80, 100).await.unwrap().allowed);
-        assert!(!ledger.take("t", 1, 30, 100).await.unwrap().allowed);
-        ledger.settle("t", 1, 80, 50);
-        assert!(ledger.take("t", 1, 30, 100).await.unwrap().allowed);
+        let t = WindowCounter::new("t".into());
+        assert!(ledger.take(&t, 1, 80, 100).await.unwrap().allowed);
+        assert!(!ledger.take(&t, 1, 30, 100).await.unwrap().allowed);
+        ledger.settle(&t, 1, 80, 50);
+        assert!(ledger.take(&t, 1, 30, 100).await.unwrap().allowed);
     }
 }
