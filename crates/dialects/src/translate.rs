@@ -214,15 +214,16 @@ pub fn encode_stream_error(d: Dialect, status: u16, message: &str, code: Option<
     }
 }
 
-/// The rate-limit headers a caller of dialect `d` expects on every response.
+/// Writes the rate-limit headers a caller of dialect `d` expects on every response into `h`.
 pub fn rate_limit_headers(
     d: Dialect,
     limits: &crate::canonical::RateLimits,
-) -> Vec<(&'static str, String)> {
+    h: &mut http::HeaderMap,
+) {
     match d {
-        Dialect::AnthropicMessages => am::error::rate_limit_headers(limits),
-        Dialect::OpenAiResponses => or::error::rate_limit_headers(limits),
-        Dialect::OpenAiChat => oc::error::rate_limit_headers(limits),
+        Dialect::AnthropicMessages => am::error::rate_limit_headers(limits, h),
+        Dialect::OpenAiResponses => or::error::rate_limit_headers(limits, h),
+        Dialect::OpenAiChat => oc::error::rate_limit_headers(limits, h),
     }
 }
 

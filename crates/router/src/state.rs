@@ -85,6 +85,7 @@ impl Runtime {
             Limits::new(
                 &config.limits,
                 auth.callers(),
+                &config.groups,
                 store.clone(),
                 recorder.metrics.limits(),
             )
@@ -92,7 +93,7 @@ impl Runtime {
         });
         // Quotas and budgets come first: a request over its limits is refused before other
         // stages spend work on it.
-        let mut all: Vec<Arc<dyn Stage>> = limits.iter().flat_map(Limits::stages).collect();
+        let mut all: Vec<Arc<dyn Stage>> = limits.iter().map(Limits::stage).collect();
         all.extend(stages);
         let governance = Governance::new(all, auth.callers(), &config.groups);
         Runtime {

@@ -2,6 +2,7 @@
 //! a final `event: error` once a stream has begun.
 
 use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
 /// The status an Anthropic client should see for a router status: 503 (nothing available
@@ -39,35 +40,30 @@ pub fn encode_stream_error(status: u16, message: &str) -> Bytes {
 }
 
 /// Anthropic's rate-limit headers: `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}`,
-/// the reset as an RFC 3339 timestamp.
-pub fn rate_limit_headers(limits: &crate::canonical::RateLimits) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
-    let kinds = [
-        (
-            &limits.requests,
-            [
-                "anthropic-ratelimit-requests-limit",
-                "anthropic-ratelimit-requests-remaining",
-                "anthropic-ratelimit-requests-reset",
-            ],
-        ),
-        (
-            &limits.tokens,
-            [
-                "anthropic-ratelimit-tokens-limit",
-                "anthropic-ratelimit-tokens-remaining",
-                "anthropic-ratelimit-tokens-reset",
-            ],
-        ),
+/// the reset as an RFC 3339 timestamp; written into `h`.
+pub fn rate_limit_headers(limits: &crate::canonical::RateLimits, h: &mut HeaderMap) {
+    const NAMES: [[HeaderName; 3]; 2] = [
+        [
+            HeaderName::from_static("anthropic-ratelimit-requests-limit"),
+            HeaderName::from_static("anthropic-ratelimit-requests-remaining"),
+            HeaderName::from_static("anthropic-ratelimit-requests-reset"),
+        ],
+        [
+            HeaderName::from_static("anthropic-ratelimit-tokens-limit"),
+            HeaderName::from_static("anthropic-ratelimit-tokens-remaining"),
+            HeaderName::from_static("anthropic-ratelimit-tokens-reset"),
+        ],
     ];
-    for (w, [limit, remaining, reset]) in kinds {
+    for (w, [limit, remaining, reset]) in [&limits.requests, &limits.tokens].into_iter().zip(NAMES)
+    {
         if let Some(w) = w {
-            out.push((limit, w.limit.to_string()));
-            out.push((remaining, w.remaining.to_string()));
-            out.push((reset, w.reset_at.to_string()));
+            h.insert(limit, w.limit_value.clone());
+            h.insert(remaining, crate::canonical::count_value(w.remaining));
+            if let Ok(v) = HeaderValue::from_str(&w.reset_at) {
+                h.insert(reset, v);
+            }
         }
     }
-    out
 }
 
 /// Whether an upstream error body is already in the Anthropic shape.

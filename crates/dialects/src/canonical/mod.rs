@@ -7,7 +7,7 @@ mod response;
 mod stream;
 mod usage;
 
-pub use rate_limit::{LimitWindow, RateLimits};
+pub use rate_limit::{LimitWindow, RateLimits, count_value, push_digits};
 pub use request::{
     EncodeOptions, ImageSource, Message, Needs, Opaque, Part, Reasoning, Request, RequestSummary,
     ResponseFormat, Role, Tool, ToolChoice, push_message,

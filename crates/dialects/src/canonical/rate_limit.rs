@@ -9,6 +9,8 @@ use std::time::Duration;
 pub struct LimitWindow {
     /// The limit.
     pub limit: u64,
+    /// The limit as a header value (made once per configuration, not per response).
+    pub limit_value: http::HeaderValue,
     /// What is left of it now.
     pub remaining: u64,
     /// When it is whole again, from now.
@@ -45,4 +47,29 @@ impl RateLimits {
     pub fn is_empty(&self) -> bool {
         self.requests.is_none() && self.tokens.is_none()
     }
+}
+
+/// Appends the decimal digits of `n`, without going through `fmt` (rate-limit headers are
+/// written on every response of a limited caller).
+pub fn push_digits(n: u64, out: &mut Vec<u8>) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// `n` as a header value.
+pub fn count_value(n: u64) -> http::HeaderValue {
+    let mut out = Vec::with_capacity(20);
+    push_digits(n, &mut out);
+    http::HeaderValue::from_maybe_shared(bytes::Bytes::from(out))
+        .expect("digits are a valid header value")
 }

@@ -1,7 +1,9 @@
 //! The OpenAI error shape: `{"error":{"message","type","param","code"}}`, as a body and as a
 //! final stream event.
 
+use crate::canonical::{count_value, push_digits};
 use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
 /// An OpenAI error body.
@@ -67,49 +69,74 @@ pub fn encode_stream_error(status: u16, message: &str, code: Option<&str>) -> By
 }
 
 /// OpenAI's rate-limit headers: `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`, the
-/// reset as a duration (`20ms`, `17s`, `6m0s`).
-pub fn rate_limit_headers(limits: &crate::canonical::RateLimits) -> Vec<(&'static str, String)> {
-    let mut out = Vec::new();
-    let kinds = [
-        (
-            &limits.requests,
-            [
-                "x-ratelimit-limit-requests",
-                "x-ratelimit-remaining-requests",
-                "x-ratelimit-reset-requests",
-            ],
-        ),
-        (
-            &limits.tokens,
-            [
-                "x-ratelimit-limit-tokens",
-                "x-ratelimit-remaining-tokens",
-                "x-ratelimit-reset-tokens",
-            ],
-        ),
+/// reset as a duration (`20ms`, `17s`, `6m0s`); written into `h`.
+pub fn rate_limit_headers(limits: &crate::canonical::RateLimits, h: &mut HeaderMap) {
+    const NAMES: [[HeaderName; 3]; 2] = [
+        [
+            HeaderName::from_static("x-ratelimit-limit-requests"),
+            HeaderName::from_static("x-ratelimit-remaining-requests"),
+            HeaderName::from_static("x-ratelimit-reset-requests"),
+        ],
+        [
+            HeaderName::from_static("x-ratelimit-limit-tokens"),
+            HeaderName::from_static("x-ratelimit-remaining-tokens"),
+            HeaderName::from_static("x-ratelimit-reset-tokens"),
+        ],
     ];
-    for (w, [limit, remaining, reset]) in kinds {
+    for (w, [limit, remaining, reset]) in [&limits.requests, &limits.tokens].into_iter().zip(NAMES)
+    {
         if let Some(w) = w {
-            out.push((limit, w.limit.to_string()));
-            out.push((remaining, w.remaining.to_string()));
-            out.push((reset, duration(w.reset_after)));
+            h.insert(limit, w.limit_value.clone());
+            h.insert(remaining, count_value(w.remaining));
+            h.insert(reset, duration(w.reset_after));
         }
     }
-    out
 }
 
-/// A duration as OpenAI writes it in rate-limit headers.
-fn duration(d: std::time::Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        return format!("{ms}ms");
+/// A duration as OpenAI writes it in rate-limit headers (`20ms`, `17s`, `6m0s`); the last
+/// value made on this thread is reused while it reads the same (a second, mostly).
+fn duration(d: std::time::Duration) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, Option<HeaderValue>)> = const { std::cell::RefCell::new((u64::MAX, None)) };
     }
-    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
-    if s < 60 {
-        format!("{s}s")
+    let ms = d.as_millis() as u64;
+    // What the value reads: ms under a second, whole seconds (rounded up) above.
+    let reads = if ms < 1000 {
+        ms
     } else {
-        format!("{}m{}s", s / 60, s % 60)
+        1_000_000 + d.as_secs() + u64::from(d.subsec_nanos() > 0)
+    };
+    if let Some(v) = LAST.with(|l| {
+        let l = l.borrow();
+        (l.0 == reads).then(|| l.1.clone()).flatten()
+    }) {
+        return v;
     }
+    let v = format_duration(d);
+    LAST.with(|l| *l.borrow_mut() = (reads, Some(v.clone())));
+    v
+}
+
+fn format_duration(d: std::time::Duration) -> HeaderValue {
+    let ms = d.as_millis() as u64;
+    let mut out = Vec::with_capacity(12);
+    let mut push = |n: u64, unit: &[u8]| {
+        push_digits(n, &mut out);
+        out.extend_from_slice(unit);
+    };
+    if ms < 1000 {
+        push(ms, b"ms");
+    } else {
+        let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+        if s < 60 {
+            push(s, b"s");
+        } else {
+            push(s / 60, b"m");
+            push(s % 60, b"s");
+        }
+    }
+    HeaderValue::from_maybe_shared(Bytes::from(out))
+        .expect("digits and units are a valid header value")
 }
 
 /// Whether an upstream error body is already in the OpenAI shape (then it is returned as is).

@@ -15,9 +15,9 @@ pub fn encode_error(
     crate::openai_chat::error::encode_error(status, message, param, code)
 }
 
-/// Rate-limit headers (OpenAI's).
-pub fn rate_limit_headers(limits: &crate::canonical::RateLimits) -> Vec<(&'static str, String)> {
-    crate::openai_chat::error::rate_limit_headers(limits)
+/// Rate-limit headers (OpenAI's), written into `h`.
+pub fn rate_limit_headers(limits: &crate::canonical::RateLimits, h: &mut http::HeaderMap) {
+    crate::openai_chat::error::rate_limit_headers(limits, h)
 }
 
 /// Whether an upstream error body is already in the Responses (OpenAI) error shape.

@@ -204,6 +204,8 @@ impl Strategy {
 /// `[groups.NAME]`, validated.
 #[derive(Debug, Clone)]
 pub struct GroupConfig {
+    /// Position in [`Config::groups`] (indexes per-group tables built at load).
+    pub index: usize,
     /// The group's name (what callers put in `model`).
     pub name: String,
     /// Target ordering.

@@ -167,6 +167,9 @@ pub fn validate(raw: RawConfig, hash: String) -> Result<Config, Vec<ConfigError>
         return Err(errors);
     }
     let mut groups: Vec<GroupConfig> = groups.into_iter().flatten().collect();
+    for (i, g) in groups.iter_mut().enumerate() {
+        g.index = i;
+    }
     let target_count = assign_target_ids(&mut groups);
     Ok(Config {
         server: server.expect("no errors means the server section is valid"),
@@ -425,6 +428,7 @@ fn validate_group(
         .map(|(i, t)| validate_target(&format!("{path}.targets[{i}]"), t, providers, errors))
         .collect();
     Some(GroupConfig {
+        index: 0,
         name: name.to_string(),
         strategy: strategy?,
         fallback_groups: g.fallback_groups.clone(),

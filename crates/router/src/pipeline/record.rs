@@ -153,7 +153,11 @@ impl Outcome {
         if effects.limited_by.is_some() {
             r.quota = effects.limited_by;
         }
-        self.holds.extend(effects.holds);
+        if self.holds.is_empty() {
+            self.holds = effects.holds;
+        } else {
+            self.holds.extend(effects.holds);
+        }
         self.rate_limits = effects.rate_limits;
         self.headers.extend(effects.headers);
         self.refused = effects.refused;
@@ -174,11 +178,7 @@ impl Outcome {
     /// plus governance's rate-limit headers (in `surface`'s spelling) and router headers.
     pub fn response_headers(&mut self, h: &mut HeaderMap, surface: Dialect) {
         if !self.rate_limits.is_empty() {
-            for (name, value) in translate::rate_limit_headers(surface, &self.rate_limits) {
-                if let Ok(v) = HeaderValue::from_str(&value) {
-                    h.insert(HeaderName::from_static(name), v);
-                }
-            }
+            translate::rate_limit_headers(surface, &self.rate_limits, h);
         }
         for (name, value) in &self.headers {
             if let Ok(v) = HeaderValue::from_str(value) {

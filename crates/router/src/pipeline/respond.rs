@@ -14,7 +14,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use dialects::Dialect;
 use dialects::translate::{self, StreamDecoder, StreamEncoder};
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue};
 
 /// Answers with a committed attempt's reply.
 pub(super) fn answer(
@@ -75,6 +75,7 @@ fn whole(
         .unwrap_or(HeaderValue::from_static("application/json"));
     cx.outcome.warn(conv.take_warnings());
     let mut resp = Response::new(Body::from(body));
+    *resp.headers_mut() = HeaderMap::with_capacity(16);
     let h = resp.headers_mut();
     h.insert(http::header::CONTENT_TYPE, content_type);
     cx.outcome.response_headers(h, surface);
@@ -122,6 +123,7 @@ fn stream(
     cx.outcome.warn(conv.take_warnings());
     cx.outcome.warn(admitted.body.take_decode_warnings());
     let mut resp = Response::new(Body::empty());
+    *resp.headers_mut() = HeaderMap::with_capacity(16);
     let h = resp.headers_mut();
     cx.outcome.response_headers(h, surface);
     h.insert(

@@ -119,7 +119,11 @@ impl<'a> Governed<'a> {
             headers,
             client,
             body,
-            effects: Effects::default(),
+            effects: Effects {
+                // Most stages that apply keep something until the request ends.
+                holds: Vec::with_capacity(4),
+                ..Effects::default()
+            },
         }
     }
 

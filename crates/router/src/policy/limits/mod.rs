@@ -1,5 +1,5 @@
-//! Quotas and budgets: one governance [`Stage`] per `[[quotas]]` and per `[[budgets]]`, in file
-//! order, over one [`Ledger`] (leases of a memory or Redis backend).
+//! Quotas and budgets: one governance [`Stage`] for all `[[quotas]]` and `[[budgets]]` (in file
+//! order, quotas first), over one [`Ledger`] (leases of a memory or Redis backend).
 //!
 //! A quota counts requests and tokens per calendar minute (UTC) and requests in flight, per
 //! subject of its scope (a caller, project, team, environment, or everyone). Requests and
@@ -24,7 +24,7 @@ use crate::config::limits::{
 use crate::metrics::LimitsMetrics;
 use crate::usage::store::UsageStore;
 use backend::Backend;
-use dialects::canonical::LimitWindow;
+use dialects::canonical::{LimitWindow, count_value};
 use futures_util::future::BoxFuture;
 use ledger::{Ledger, SpendCounter, Taken, WindowCounter};
 use std::sync::Arc;
@@ -38,6 +38,7 @@ pub struct Limits {
     quotas: Vec<Arc<QuotaStage>>,
     budgets: Vec<Arc<BudgetStage>>,
     ledger: Arc<Ledger>,
+    stage: Arc<LimitsStage>,
 }
 
 /// Why the limits could not be set up.
@@ -50,6 +51,7 @@ impl Limits {
     pub fn new(
         config: &LimitsConfig,
         callers: &[Arc<Caller>],
+        groups: &[GroupConfig],
         store: Option<Arc<dyn UsageStore>>,
         metrics: LimitsMetrics,
     ) -> Result<Self, LimitsError> {
@@ -67,7 +69,7 @@ impl Limits {
             },
             metrics.backend_up.clone(),
         );
-        let quotas = config
+        let quotas: Vec<Arc<QuotaStage>> = config
             .quotas
             .iter()
             .map(|q| {
@@ -86,10 +88,14 @@ impl Limits {
                     assumed_output: u64::from(config.assumed_output_tokens),
                     metrics: metrics.clone(),
                     reset_at: Mutex::new((i64::MIN, Arc::from(""))),
+                    limit_values: [
+                        count_value(q.requests_per_minute.unwrap_or(0)),
+                        count_value(q.tokens_per_minute.unwrap_or(0)),
+                    ],
                 })
             })
             .collect();
-        let budgets = config
+        let budgets: Vec<Arc<BudgetStage>> = config
             .budgets
             .iter()
             .map(|b| {
@@ -108,18 +114,24 @@ impl Limits {
                 })
             })
             .collect();
+        let stage = Arc::new(LimitsStage::new(
+            ledger.clone(),
+            quotas.clone(),
+            budgets.clone(),
+            callers,
+            groups,
+        ));
         Ok(Limits {
             quotas,
             budgets,
             ledger,
+            stage,
         })
     }
 
-    /// The governance stages, quotas first then budgets, each in file order.
-    pub fn stages(&self) -> Vec<Arc<dyn Stage>> {
-        let quotas = self.quotas.iter().map(|q| q.clone() as Arc<dyn Stage>);
-        let budgets = self.budgets.iter().map(|b| b.clone() as Arc<dyn Stage>);
-        quotas.chain(budgets).collect()
+    /// The governance stage of all quotas and budgets.
+    pub fn stage(&self) -> Arc<dyn Stage> {
+        self.stage.clone()
     }
 
     /// Whether the backend answered last time it was asked.
@@ -325,6 +337,8 @@ pub(crate) struct QuotaStage {
     metrics: LimitsMetrics,
     /// RFC 3339 of the end of the current minute, made once per minute.
     reset_at: Mutex<(i64, Arc<str>)>,
+    /// The request and token limits as header values.
+    limit_values: [http::HeaderValue; 2],
 }
 
 /// What a quota took for a request before deciding.
@@ -365,9 +379,18 @@ impl QuotaStage {
         cache.1.clone()
     }
 
-    fn window(&self, limit: u64, t: Taken, reset_after: Duration, w: i64) -> LimitWindow {
+    /// What a window reports in the headers (`which`: 0 requests, 1 tokens).
+    fn window(
+        &self,
+        which: usize,
+        limit: u64,
+        t: Taken,
+        reset_after: Duration,
+        w: i64,
+    ) -> LimitWindow {
         LimitWindow {
             limit,
+            limit_value: self.limit_values[which].clone(),
             remaining: t.remaining,
             reset_after,
             reset_at: self.reset_at(w),
@@ -397,14 +420,12 @@ impl QuotaStage {
         }
     }
 
-    async fn evaluate(&self, request: &mut Governed<'_>) -> Result<Decision, Denial> {
+    /// Counts a request: what was taken (to settle when it ends), or the refusal (with what
+    /// was taken given back). Shadow mode never refuses.
+    async fn evaluate(&self, request: &mut Governed<'_>) -> Result<Option<QuotaTaken>, Denial> {
         let Some(Some(c)) = self.by_caller.get(request.caller.index).cloned() else {
-            return Ok(Decision::Allow);
+            return Ok(None);
         };
-        if request.purpose() == super::Purpose::CountTokens {
-            // Counting tokens generates nothing: it is not counted against quotas.
-            return Ok(Decision::Allow);
-        }
         let (w, reset) = minute(now_ms());
         let mut refusal: Option<(&'static str, u64, Duration)> = None;
         let mut taken = Taken2::default();
@@ -416,7 +437,7 @@ impl QuotaStage {
                 .take(&c.requests, w, 1, limit)
                 .await
                 .map_err(|_| unavailable())?;
-            requests_window = Some(self.window(limit, t, reset, w));
+            requests_window = Some(self.window(0, limit, t, reset, w));
             taken.request = t.allowed;
             if !t.allowed {
                 refusal = Some(("requests per minute", limit, reset));
@@ -434,7 +455,7 @@ impl QuotaStage {
                 .take(&c.tokens, w, want, limit)
                 .await
                 .map_err(|_| unavailable())?;
-            tokens_window = Some(self.window(limit, t, reset, w));
+            tokens_window = Some(self.window(1, limit, t, reset, w));
             if t.allowed {
                 taken.tokens = Some(want);
             } else {
@@ -453,60 +474,38 @@ impl QuotaStage {
             if self.config.mode == Mode::Shadow {
                 self.count("would_reject");
                 request.would_reject(&self.name, what);
-                return Ok(Decision::Allow);
+                return Ok(None);
             }
             self.count("rejected");
             request.limited(&self.name, what);
             return Err(rate_limited(&self.name, what, limit, retry));
         }
-        request.hold(Box::new(QuotaHold {
-            ledger: self.ledger.clone(),
+        Ok(Some(QuotaTaken {
             counters: c,
             window: w,
             taken,
-        }));
-        Ok(Decision::Allow)
+        }))
     }
 }
 
-impl Stage for QuotaStage {
-    fn name(&self) -> &Arc<str> {
-        &self.name
-    }
-
-    fn applies_to(&self, caller: &Caller, group: &GroupConfig) -> bool {
-        applies(&self.config.applies, caller, group)
-    }
-
-    fn decide<'a>(&'a self, request: &'a mut Governed<'_>) -> BoxFuture<'a, Decision> {
-        Box::pin(async move {
-            match self.evaluate(request).await {
-                Ok(d) => d,
-                Err(denial) => Decision::Deny(denial),
-            }
-        })
-    }
-}
-
-/// A counted request, reserved tokens and a concurrency slot, until the request ends.
+/// What a quota counted for a request: a request, reserved tokens, a concurrency slot.
 #[derive(Debug)]
-struct QuotaHold {
-    ledger: Arc<Ledger>,
+struct QuotaTaken {
     counters: Arc<QuotaCounters>,
     window: i64,
     taken: Taken2,
 }
 
-impl Hold for QuotaHold {
-    fn settle(self: Box<Self>, end: &Settled) {
+impl QuotaTaken {
+    fn settle(&self, ledger: &Ledger, end: &Settled) {
         let c = &self.counters;
         if self.taken.request && end.refused {
             // Refused by a later stage: the request never happened.
-            self.ledger.settle(&c.requests, self.window, 1, 0);
+            ledger.settle(&c.requests, self.window, 1, 0);
         }
         if let Some(reserved) = self.taken.tokens {
             let used = end.usage.map_or(0, |u| u.input_tokens + u.output_tokens);
-            self.ledger.settle(&c.tokens, self.window, reserved, used);
+            ledger.settle(&c.tokens, self.window, reserved, used);
         }
         if self.taken.slot {
             c.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -601,13 +600,11 @@ impl BudgetStage {
         })
     }
 
-    async fn evaluate(&self, request: &mut Governed<'_>) -> Result<Decision, Denial> {
+    /// Checks a request against the budget: the charge to make when it ends, or the refusal.
+    async fn evaluate(&self, request: &mut Governed<'_>) -> Result<Option<BudgetTaken>, Denial> {
         let Some(Some(b)) = self.by_caller.get(request.caller.index).cloned() else {
-            return Ok(Decision::Allow);
+            return Ok(None);
         };
-        if request.purpose() == super::Purpose::CountTokens {
-            return Ok(Decision::Allow);
-        }
         let now = now_ms();
         let (start, end) = period(self.config.period, now);
         let spent_usd = self.spent(&b, start, end).await as f64 / 1e6;
@@ -648,13 +645,11 @@ impl BudgetStage {
                 });
             }
         }
-        request.hold(Box::new(BudgetHold {
-            ledger: self.ledger.clone(),
+        Ok(Some(BudgetTaken {
             counter: b.spend.clone(),
             start,
             ttl: period_ttl(end),
-        }));
-        Ok(Decision::Allow)
+        }))
     }
 
     fn count(&self, outcome: &'static str) {
@@ -668,39 +663,154 @@ impl BudgetStage {
     }
 }
 
-impl Stage for BudgetStage {
-    fn name(&self) -> &Arc<str> {
-        &self.name
-    }
-
-    fn applies_to(&self, caller: &Caller, group: &GroupConfig) -> bool {
-        applies(&self.config.applies, caller, group)
-    }
-
-    fn decide<'a>(&'a self, request: &'a mut Governed<'_>) -> BoxFuture<'a, Decision> {
-        Box::pin(async move {
-            match self.evaluate(request).await {
-                Ok(d) => d,
-                Err(denial) => Decision::Deny(denial),
-            }
-        })
-    }
-}
-
 /// The charge of a request to a budget, made when it ends.
 #[derive(Debug)]
-struct BudgetHold {
-    ledger: Arc<Ledger>,
+struct BudgetTaken {
     counter: Arc<SpendCounter>,
     start: i64,
     ttl: Duration,
 }
 
-impl Hold for BudgetHold {
+/// All quotas and budgets as one governance stage: one decision (and one hold) per request
+/// for however many apply, quotas first then budgets, each in file order. Which apply to a
+/// caller and group is resolved once per configuration.
+#[derive(Debug)]
+struct LimitsStage {
+    name: Arc<str>,
+    ledger: Arc<Ledger>,
+    quotas: Vec<Arc<QuotaStage>>,
+    budgets: Vec<Arc<BudgetStage>>,
+    /// `plan[caller][group]`: the quotas and budgets that count such requests.
+    plan: Vec<Vec<Counting>>,
+}
+
+/// Indices of the quotas and of the budgets that count one caller's requests to one group.
+type Counting = (Box<[u16]>, Box<[u16]>);
+
+impl LimitsStage {
+    fn new(
+        ledger: Arc<Ledger>,
+        quotas: Vec<Arc<QuotaStage>>,
+        budgets: Vec<Arc<BudgetStage>>,
+        callers: &[Arc<Caller>],
+        groups: &[GroupConfig],
+    ) -> Self {
+        let idx = |i: usize| u16::try_from(i).expect("fewer than 65,536 quotas");
+        let plan = callers
+            .iter()
+            .map(|c| {
+                groups
+                    .iter()
+                    .map(|g| {
+                        let q: Box<[u16]> = (0..quotas.len())
+                            .filter(|&i| applies(&quotas[i].config.applies, c, g))
+                            .map(idx)
+                            .collect();
+                        let b: Box<[u16]> = (0..budgets.len())
+                            .filter(|&i| applies(&budgets[i].config.applies, c, g))
+                            .map(idx)
+                            .collect();
+                        (q, b)
+                    })
+                    .collect()
+            })
+            .collect();
+        LimitsStage {
+            name: "limits".into(),
+            ledger,
+            quotas,
+            budgets,
+            plan,
+        }
+    }
+
+    fn planned(&self, caller: usize, group: usize) -> Option<&Counting> {
+        self.plan.get(caller)?.get(group)
+    }
+
+    async fn evaluate(&self, request: &mut Governed<'_>) -> Decision {
+        if request.purpose() == super::Purpose::CountTokens {
+            // Counting tokens generates nothing: it is not counted against limits.
+            return Decision::Allow;
+        }
+        let Some((quotas, budgets)) = self.planned(request.caller.index, request.group.index)
+        else {
+            return Decision::Allow;
+        };
+        let mut hold = LimitsHold {
+            ledger: self.ledger.clone(),
+            quotas: Vec::with_capacity(quotas.len()),
+            budgets: Vec::with_capacity(budgets.len()),
+        };
+        let refused = Settled {
+            usage: None,
+            cost_usd: 0.0,
+            http_status: 429,
+            refused: true,
+        };
+        for &i in quotas.iter() {
+            match self.quotas[usize::from(i)].evaluate(request).await {
+                Ok(Some(t)) => hold.quotas.push(t),
+                Ok(None) => {}
+                Err(denial) => {
+                    // What earlier quotas counted for this request is given back.
+                    Box::new(hold).settle(&refused);
+                    return Decision::Deny(denial);
+                }
+            }
+        }
+        for &i in budgets.iter() {
+            match self.budgets[usize::from(i)].evaluate(request).await {
+                Ok(Some(t)) => hold.budgets.push(t),
+                Ok(None) => {}
+                Err(denial) => {
+                    Box::new(hold).settle(&refused);
+                    return Decision::Deny(denial);
+                }
+            }
+        }
+        if !hold.quotas.is_empty() || !hold.budgets.is_empty() {
+            request.hold(Box::new(hold));
+        }
+        Decision::Allow
+    }
+}
+
+impl Stage for LimitsStage {
+    fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    fn applies_to(&self, caller: &Caller, group: &GroupConfig) -> bool {
+        self.planned(caller.index, group.index)
+            .is_some_and(|(q, b)| !q.is_empty() || !b.is_empty())
+    }
+
+    fn decide<'a>(&'a self, request: &'a mut Governed<'_>) -> BoxFuture<'a, Decision> {
+        Box::pin(self.evaluate(request))
+    }
+}
+
+/// What the limits counted for a request, settled once when it ends.
+#[derive(Debug)]
+struct LimitsHold {
+    ledger: Arc<Ledger>,
+    quotas: Vec<QuotaTaken>,
+    budgets: Vec<BudgetTaken>,
+}
+
+impl Hold for LimitsHold {
     fn settle(self: Box<Self>, end: &Settled) {
+        for q in &self.quotas {
+            q.settle(&self.ledger, end);
+        }
+        if end.refused {
+            return;
+        }
         let micros = (end.cost_usd * 1e6).round() as i64;
-        self.ledger
-            .charge(&self.counter, self.start, micros, self.ttl);
+        for b in &self.budgets {
+            self.ledger.charge(&b.counter, b.start, micros, b.ttl);
+        }
     }
 }
 
