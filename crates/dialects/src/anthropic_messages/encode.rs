@@ -77,11 +77,14 @@ fn empty_input() -> &'static RawValue {
     serde_json::from_str("{}").expect("{} is JSON")
 }
 
-/// Tool input from JSON-text arguments, embedded as they are when they are a JSON object
-/// (invalid JSON or anything else becomes `{}`, with a warning).
+/// Tool input from JSON-text arguments, embedded as they are when they are a JSON object that
+/// a strict parser reads back — numbers within a double's range included (fuzzing found an
+/// upstream's `1e999` embedded raw, making the whole Messages body unreadable); anything else
+/// becomes `{}`, with a warning.
 fn input<'a>(arguments: &'a str, w: &mut Vec<Warning>) -> &'a RawValue {
+    let strict = |raw: &RawValue| serde_json::from_str::<serde_json::Value>(raw.get()).is_ok();
     match serde_json::from_str::<&RawValue>(arguments) {
-        Ok(raw) if raw.get().starts_with('{') => raw,
+        Ok(raw) if raw.get().starts_with('{') && strict(raw) => raw,
         _ if arguments.trim().is_empty() => empty_input(),
         _ => {
             w.push(Warning(
