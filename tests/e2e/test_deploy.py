@@ -38,6 +38,32 @@ SECRETS = {
 }
 
 
+LICENSE_PATH = CONFIG["license"]["path"]
+DEV_KEY = ROOT / "crates/router/tests/fixtures/license/dev-2026.key"
+
+
+def signed_license(directory):
+    """A development-signed license for the deploy's replicas (+1 for a rolling update),
+    written by the real `license sign`; private_upstreams because the test points the
+    providers at the fake upstream on loopback."""
+    now = time.time()
+    stamp = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    payload = pathlib.Path(directory) / "payload.json"
+    payload.write_text(json.dumps({
+        "license_id": "LIC-DEPLOY", "customer": "deploy test", "issued_at": stamp(now - 60),
+        "not_before": stamp(now - 60), "expires_at": stamp(now + 86400), "grace_days": 0,
+        "features": ["routing", "usage_reporting", "admin_reports", "exports", "private_upstreams"],
+        "max_instances": 3,
+    }))
+    out = subprocess.run(
+        [ROUTER_BIN, "license", "sign", "--key", str(DEV_KEY), "--payload", str(payload), "--key-id", "dev-2026"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    path = pathlib.Path(directory) / "license.json"
+    path.write_text(out)
+    return path
+
+
 def dockerfile_cmd():
     """The image's ENTRYPOINT + CMD, as exec-form JSON lists."""
     text = (DEPLOY / "Dockerfile").read_text()
@@ -61,15 +87,18 @@ def test_every_secret_is_an_env_reference_and_all_of_them_are_known():
     )
 
 
-def test_check_config_accepts_it_with_the_secrets_and_names_each_missing_one():
+def test_check_config_accepts_it_with_the_secrets_and_names_each_missing_one(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in SECRETS}
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(CONFIG_TEXT.replace(LICENSE_PATH, str(signed_license(tmp_path))))
     ok = subprocess.run(
-        [ROUTER_BIN, "check-config", str(DEPLOY / "config.toml")],
+        [ROUTER_BIN, "check-config", str(cfg)],
         env=env | SECRETS, capture_output=True, text=True,
     )
     assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "license LIC-DEPLOY for deploy test: licensed" in ok.stdout, ok.stdout
     missing = subprocess.run(
-        [ROUTER_BIN, "check-config", str(DEPLOY / "config.toml")], env=env, capture_output=True, text=True
+        [ROUTER_BIN, "check-config", str(cfg)], env=env, capture_output=True, text=True
     )
     assert missing.returncode == 1
     for var in SECRET_VARS:
@@ -112,6 +141,7 @@ def deployed(stack):
     )
     state = tempfile.mkdtemp()
     text = text.replace('spool_path = "/var/lib/smart-router/usage.spool"', f'spool_path = "{state}/usage.spool"')
+    text = text.replace(LICENSE_PATH, str(signed_license(state)))
     assert text.count(fake) == 2 and schema in text and "127.0.0.1:0" in text
     cfg = pathlib.Path(state) / "config.toml"
     cfg.write_text(text)
@@ -187,6 +217,8 @@ def test_compose_agrees_with_the_config_and_the_image():
     assert entry[0].endswith("smart-router") and cmd[0] == "serve"
     mounts = {m.split(":")[1]: m.split(":")[0] for m in router["volumes"]}
     assert (DEPLOY / "compose" / mounts[config_path(cmd)]).resolve() == DEPLOY / "config.toml"
+    assert mounts[LICENSE_PATH] == "./license.json", "the license is mounted where the config reads it"
+    assert router["deploy"]["replicas"] < 3, "the license in the README covers replicas + 1"
     assert all(p.endswith(f":{LISTEN_PORT}") for p in router["ports"])
     assert set(router["environment"]) == set(SECRET_VARS)
     grace = router["stop_grace_period"]
@@ -221,6 +253,10 @@ def test_kubernetes_manifests_agree_with_the_config(kube, deployed):
     vols = {v["name"]: v for v in pod["volumes"]}
     cfg_mount = next(m for m in mounts.values() if config_path(c["args"]).startswith(m["mountPath"] + "/"))
     assert vols[cfg_mount["name"]]["configMap"]["name"] == cm["metadata"]["name"]
+    lic_mount = next(m for m in mounts.values() if LICENSE_PATH.startswith(m["mountPath"] + "/"))
+    assert vols[lic_mount["name"]]["secret"]["secretName"] == "smart-router-license"
+    surge = dep["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
+    assert dep["spec"]["replicas"] + surge <= 3, "max_instances in the README's license covers a rolling update"
     # The root filesystem is read-only: the spool must sit on a writable volume.
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     spool = CONFIG["store"]["spool_path"]

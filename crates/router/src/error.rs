@@ -41,6 +41,16 @@ pub enum Error {
         /// The role needed.
         role: &'static str,
     },
+    /// The endpoint belongs to a feature the license does not include.
+    #[error(
+        "This endpoint needs the license feature \"{feature}\", which license {license_id} does not include."
+    )]
+    FeatureNotLicensed {
+        /// The feature.
+        feature: &'static str,
+        /// The license in force.
+        license_id: String,
+    },
     /// Unknown group, or one the caller may not use (the two look the same).
     #[error("The model `{group}` does not exist or you do not have access to it.")]
     ModelNotFound {
@@ -142,7 +152,7 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::MissingToken | Error::InvalidToken => StatusCode::UNAUTHORIZED,
-            Error::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Error::Forbidden { .. } | Error::FeatureNotLicensed { .. } => StatusCode::FORBIDDEN,
             Error::ModelNotFound { .. } | Error::UnknownRoute { .. } | Error::NotFound { .. } => {
                 StatusCode::NOT_FOUND
             }
@@ -184,6 +194,7 @@ impl Error {
             Error::MissingToken => "missing_token",
             Error::InvalidToken => "invalid_token",
             Error::Forbidden { .. } => "forbidden",
+            Error::FeatureNotLicensed { .. } => "feature_not_licensed",
             Error::ModelNotFound { .. } => "model_not_found",
             Error::Decode(_) => "invalid_request",
             Error::BodyTooLarge { .. } => "body_too_large",
@@ -210,6 +221,7 @@ impl Error {
             Error::MissingToken => "missing_api_key",
             Error::InvalidToken => "invalid_api_key",
             Error::Forbidden { .. } => "permission_denied",
+            Error::FeatureNotLicensed { .. } => "feature_not_licensed",
             Error::ModelNotFound { .. } => "model_not_found",
             Error::BodyTooLarge { .. } => "request_too_large",
             Error::NoEligibleTarget { .. } => "no_eligible_target",

@@ -1,13 +1,9 @@
 //! Identifiers minted per request: UUIDv7 (time-ordered) from a per-thread generator, so
 //! minting one costs no system call. They identify requests and records; they are not secrets.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 /// A new UUIDv7 in its hyphenated text form.
 pub fn uuid_v7() -> String {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let ms = crate::time::now_ms() as u64;
     let random = fastrand::u128(..).to_le_bytes();
     let mut bytes = [0u8; 10];
     bytes.copy_from_slice(&random[..10]);

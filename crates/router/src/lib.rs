@@ -29,6 +29,7 @@ pub mod bounds;
 pub mod config;
 pub mod error;
 pub mod ids;
+pub mod license;
 pub mod metrics;
 pub mod outcome;
 pub mod pipeline;

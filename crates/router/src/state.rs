@@ -4,6 +4,7 @@
 
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::license::LicenseState;
 use crate::policy::limits::Limits;
 use crate::policy::{Governance, Stage};
 use crate::routing::{Affinity, Health, RoutingState};
@@ -57,6 +58,8 @@ pub struct Runtime {
     pub governance: Governance,
     /// Quotas and budgets, when configured (their stages are in `governance`).
     pub limits: Option<Limits>,
+    /// The license in force and this process's instance registration.
+    pub license: Arc<LicenseState>,
     draining: AtomicBool,
 }
 
@@ -106,12 +109,19 @@ impl Runtime {
             auth,
             governance,
             limits,
+            license: Arc::new(LicenseState::default()),
             providers,
             recorder: Arc::new(recorder),
             build,
             config,
             draining: AtomicBool::new(false),
         }
+    }
+
+    /// The same runtime under `license` (default: unlicensed evaluation).
+    pub fn with_license(mut self, license: Arc<LicenseState>) -> Self {
+        self.license = license;
+        self
     }
 
     /// What routing consults besides the config.

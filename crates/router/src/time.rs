@@ -1,6 +1,27 @@
 //! Calendar arithmetic in one place (UTC, proleptic Gregorian; Howard Hinnant's day-count
-//! algorithms): query times (`parse_time_ms`), HTTP dates (`parse_http_date`) and day labels
-//! (`format_date`).
+//! algorithms): query times (`parse_time_ms`), HTTP dates (`parse_http_date`), day labels
+//! (`format_date`), RFC 3339 stamps (`rfc3339_ms`) and the wall clock (`now_ms`).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Unix milliseconds of `t` (0 before the epoch).
+pub fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    unix_ms(SystemTime::now())
+}
+
+/// RFC 3339 UTC (`YYYY-MM-DDTHH:MM:SSZ`) of Unix milliseconds (seconds precision).
+pub fn rfc3339_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let date = format_date(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    format!("{date}T{:02}:{:02}:{:02}Z", s / 3600, s / 60 % 60, s % 60)
+}
 
 /// Days since 1970-01-01 of a civil date (`month` 1..=12, `day` 1..=31).
 pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {

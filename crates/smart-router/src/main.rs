@@ -3,6 +3,7 @@
 
 mod codex;
 mod demo;
+mod license_cli;
 mod log_format;
 mod log_writer;
 mod store_cli;
@@ -10,6 +11,7 @@ mod store_cli;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use router::config::Config;
+use router::license::LicenseState;
 use router::state::{BuildInfo, Runtime};
 use router::usage::Recorder;
 use std::io::{IsTerminal, Read, Write};
@@ -120,6 +122,11 @@ enum Command {
         #[arg(long)]
         older_than: u32,
     },
+    /// License tooling: keygen, sign, verify, status.
+    License {
+        #[command(subcommand)]
+        command: license_cli::LicenseCommand,
+    },
     /// Print a Codex CLI `config.toml` for using a group through this router.
     CodexConfig {
         /// The TOML configuration file.
@@ -200,6 +207,7 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
+        Command::License { command } => license_cli::run(command),
         Command::HashToken => {
             let mut token = String::new();
             std::io::stdin()
@@ -273,6 +281,7 @@ fn main() -> Result<()> {
             format,
         } => {
             let config = load_config(&config).map_err(anyhow::Error::msg)?;
+            require_feature(&config, router::license::Feature::AdminReports)?;
             runtime()?.block_on(store_cli::report(&config, from, to, &group_by, format))
         }
         Command::Export {
@@ -282,6 +291,7 @@ fn main() -> Result<()> {
             format,
         } => {
             let config = load_config(&config).map_err(anyhow::Error::msg)?;
+            require_feature(&config, router::license::Feature::Exports)?;
             runtime()?.block_on(store_cli::export(
                 &config,
                 from,
@@ -315,13 +325,39 @@ fn main() -> Result<()> {
             if let Some(l) = listen {
                 config.server.listen = l.parse().context("--listen must be IP:PORT")?;
             }
-            runtime()?.block_on(serve(config))
+            // A license that does not verify, or does not admit this config, refuses start
+            // (never a silent downgrade to evaluation).
+            let license = match router::license::load(&config, std::time::SystemTime::now()) {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::exit(1);
+                }
+            };
+            runtime()?.block_on(serve(config, license))
         }
         Command::Demo { listen } => {
             let _logs = init_logging(cli.log_format, &cli.log_level);
             runtime()?.block_on(demo::run(&listen))
         }
     }
+}
+
+/// Refuses a command of a feature the configured license does not include (unlicensed
+/// evaluation allows every feature).
+fn require_feature(config: &Config, feature: router::license::Feature) -> Result<()> {
+    let Some(path) = &config.license.path else {
+        return Ok(());
+    };
+    let license = router::license::LicenseFile::read(path)?;
+    anyhow::ensure!(
+        license.has(feature),
+        "feature {:?} is not licensed (license {} has: {})",
+        feature.name(),
+        license.license_id,
+        license.features.join(", ")
+    );
+    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -337,13 +373,33 @@ fn check_config(file: &Path) -> Result<()> {
             for w in &c.warnings {
                 eprintln!("warning: {w}");
             }
-            println!(
-                "{}: ok ({} providers, {} groups, {} callers)",
-                file.display(),
-                c.providers.len(),
-                c.groups.len(),
-                c.callers.len()
-            );
+            match router::license::load(&c, std::time::SystemTime::now()) {
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::exit(1);
+                }
+                Ok(license) => {
+                    println!(
+                        "{}: ok ({} providers, {} groups, {} callers)",
+                        file.display(),
+                        c.providers.len(),
+                        c.groups.len(),
+                        c.callers.len()
+                    );
+                    match license {
+                        Some(l) => println!(
+                            "license {} for {}: {}, expires {}",
+                            l.license_id,
+                            l.customer,
+                            l.status(std::time::SystemTime::now()).as_str(),
+                            router::license::rfc3339(l.expires_at)
+                        ),
+                        None => println!(
+                            "no license: unlicensed evaluation (every feature, one instance)"
+                        ),
+                    }
+                }
+            }
             Ok(())
         }
         Err(e) => {
@@ -368,6 +424,7 @@ fn redact_url(url: &str) -> String {
 /// Binds, prints the address, serves until SIGTERM/SIGINT, drains, then flushes usage.
 pub(crate) async fn serve_until(
     config: Config,
+    license: Option<router::license::License>,
     listener: tokio::net::TcpListener,
     banner: impl FnOnce(std::net::SocketAddr),
 ) -> Result<()> {
@@ -375,18 +432,49 @@ pub(crate) async fn serve_until(
         tracing::warn!("{w}");
     }
     let addr = listener.local_addr()?;
+    let licensed = LicenseState::new(license, router::license::system_clock());
+    match licensed.license() {
+        Some(l) => tracing::info!(
+            license_id = %l.license_id,
+            customer = %l.customer,
+            status = licensed.status().as_str(),
+            expires_at = %router::license::rfc3339(l.expires_at),
+            "license verified"
+        ),
+        None => tracing::info!(
+            "no license configured: unlicensed evaluation (every feature, one instance)"
+        ),
+    }
     if config.store.url == "none" {
         tracing::warn!("store.url = \"none\": usage records are logged only, never stored");
         let recorder = Recorder::new(&config);
-        let state = Arc::new(Runtime::new(config, recorder, build_info(), None));
+        let licensed = Arc::new(licensed);
+        let (stop_watch, watch_rx) = tokio::sync::watch::channel(false);
+        let watch = tokio::spawn(licensed.clone().watch(watch_rx));
+        let state =
+            Arc::new(Runtime::new(config, recorder, build_info(), None).with_license(licensed));
         banner(addr);
         let drained = router::server::serve(listener, state, shutdown_signal()).await?;
+        let _ = stop_watch.send(true);
+        let _ = watch.await;
         tracing::info!(drained, "stopped");
         return Ok(());
     }
     let store = router::usage::store::open(&config.store.url).context("opening the usage store")?;
     if let Err(e) = store.migrate().await {
         tracing::warn!(error = %e, store = %redact_url(&config.store.url), "usage store unreachable at start; records are spooled until it answers");
+    }
+    // Replicas sharing a PostgreSQL store count against the license's instance limit. A store
+    // that does not answer now delays registration (the heartbeat registers when it is back)
+    // rather than keeping the router down.
+    let licensed =
+        Arc::new(licensed.with_registry(store.clone(), config.license.heartbeat_interval));
+    match licensed.register().await {
+        Ok(()) => {}
+        Err(e @ router::license::RegisterError::Full { .. }) => anyhow::bail!("{e}"),
+        Err(e) => {
+            tracing::warn!(error = %e, "instance registration deferred until the store answers")
+        }
     }
     let writer = Arc::new(router::usage::Writer::spawn(
         store.clone(),
@@ -399,10 +487,15 @@ pub(crate) async fn serve_until(
         config.store.retention_days,
         retention_rx,
     ));
-    let state = Arc::new(Runtime::new(config, recorder, build_info(), Some(store)));
+    let (stop_watch, watch_rx) = tokio::sync::watch::channel(false);
+    let watch = tokio::spawn(licensed.clone().watch(watch_rx));
+    let state =
+        Arc::new(Runtime::new(config, recorder, build_info(), Some(store)).with_license(licensed));
     banner(addr);
     tracing::info!(%addr, "listening");
     let drained = router::server::serve(listener, state, shutdown_signal()).await?;
+    let _ = stop_watch.send(true);
+    let _ = watch.await;
     let _ = stop_retention.send(true);
     let _ = retention.await;
     writer.shutdown().await;
@@ -410,10 +503,10 @@ pub(crate) async fn serve_until(
     Ok(())
 }
 
-async fn serve(config: Config) -> Result<()> {
+async fn serve(config: Config, license: Option<router::license::License>) -> Result<()> {
     let listener = router::server::bind(config.server.listen, config.server.listen_backlog)
         .with_context(|| format!("binding {}", config.server.listen))?;
-    serve_until(config, listener, |addr| {
+    serve_until(config, license, listener, |addr| {
         println!("smart-router listening on http://{addr}");
         let _ = std::io::stdout().flush();
     })

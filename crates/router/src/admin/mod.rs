@@ -4,6 +4,7 @@
 
 use crate::auth::{Caller, Role};
 use crate::error::Error;
+use crate::license::Feature;
 use crate::state::AppState;
 use crate::time::parse_time_ms;
 use crate::usage::store::{self, Dimension, ReportQuery};
@@ -25,6 +26,19 @@ type Answer = Result<Response, Response>;
 #[allow(clippy::result_large_err)] // the refusal is the response itself, built only when refused
 fn require(state: &AppState, headers: &HeaderMap, roles: &[Role]) -> Result<Arc<Caller>, Response> {
     state.auth.require(headers, roles).map_err(refuse)
+}
+
+/// Refuses an endpoint of a feature the license does not include (after authentication, so
+/// the license is not shown to strangers).
+#[allow(clippy::result_large_err)] // the refusal is the response itself
+fn licensed(state: &AppState, feature: Feature) -> Result<(), Response> {
+    match state.license.license() {
+        Some(l) if !l.has(feature) => Err(refuse(Error::FeatureNotLicensed {
+            feature: feature.name(),
+            license_id: l.license_id.clone(),
+        })),
+        _ => Ok(()),
+    }
 }
 
 /// An error as the operator API answers it.
@@ -73,6 +87,7 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Answe
         m.usage_spool_rejected
             .set(s.spool_rejected.load(Ordering::Relaxed) as i64);
     }
+    m.set_license(&state.license);
     for t in state.config.groups.iter().flat_map(|g| &g.targets) {
         let names = state.recorder.target(t.id);
         let labels = crate::metrics::TargetLabels {
@@ -113,9 +128,7 @@ pub struct UsageParams {
 
 /// The time range of a query (default: the last 24 hours).
 fn range(p: &UsageParams) -> Result<(i64, i64), String> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now = crate::time::now_ms();
     let to =
         p.to.as_deref()
             .map(parse_time_ms)
@@ -191,6 +204,7 @@ pub async fn usage_report(
     q: Result<Query<UsageParams>, QueryRejection>,
 ) -> Answer {
     require(&state, &headers, &[Role::ReportAdmin])?;
+    licensed(&state, Feature::AdminReports)?;
     let p = query(q)?;
     report(&state, &p, None, "group").await
 }
@@ -202,6 +216,7 @@ pub async fn own_usage(
     q: Result<Query<UsageParams>, QueryRejection>,
 ) -> Answer {
     let caller = require(&state, &headers, &[Role::Caller])?;
+    licensed(&state, Feature::UsageReporting)?;
     let p = query(q)?;
     let allowed = [
         "group", "model", "provider", "client", "surface", "status", "day", "hour",
@@ -225,11 +240,23 @@ pub async fn own_usage(
 /// `GET /admin/limits`: every quota and budget with its current use per subject.
 pub async fn limits(State(state): State<AppState>, headers: HeaderMap) -> Answer {
     require(&state, &headers, &[Role::ReportAdmin])?;
+    licensed(&state, Feature::AdminReports)?;
     let body = match &state.limits {
         Some(l) => l.report(state.auth.callers()).await,
         None => serde_json::json!({"backend": null, "quotas": [], "budgets": []}),
     };
     Ok(json_response(StatusCode::OK, body.to_string()))
+}
+
+/// `GET /admin/license`: the license status, its payload, which features it allows and the
+/// live instances — for report-admin (and admin) tokens, whatever the license includes.
+pub async fn license(State(state): State<AppState>, headers: HeaderMap) -> Answer {
+    require(&state, &headers, &[Role::ReportAdmin])?;
+    let live = state.license.live_instances().await;
+    Ok(json_response(
+        StatusCode::OK,
+        state.license.report(live).to_string(),
+    ))
 }
 
 /// `GET /admin/requests/{request_id}`: every record of a request, with its attempts.
@@ -239,6 +266,7 @@ pub async fn request_detail(
     id: Result<Path<String>, PathRejection>,
 ) -> Answer {
     require(&state, &headers, &[Role::ReportAdmin])?;
+    licensed(&state, Feature::AdminReports)?;
     let Path(id) = id.map_err(|_| bad_request("the request id is not valid text".into()))?;
     let store = state.store.as_ref().ok_or_else(no_store)?;
     let records = store.by_request_id(&id).await.map_err(store_unavailable)?;
@@ -330,6 +358,7 @@ pub async fn export(
     q: Result<Query<UsageParams>, QueryRejection>,
 ) -> Answer {
     require(&state, &headers, &[Role::ReportAdmin])?;
+    licensed(&state, Feature::Exports)?;
     let p = query(q)?;
     let (from_ms, to_ms) = range(&p).map_err(bad_request)?;
     let csv = match p.format.as_deref().unwrap_or("jsonl") {

@@ -35,6 +35,8 @@ pub struct Config {
     pub callers: Vec<CallerConfig>,
     /// `[limits]`, `[[quotas]]`, `[[budgets]]`.
     pub limits: limits::LimitsConfig,
+    /// `[license]`.
+    pub license: LicenseConfig,
     /// Things that work but should be changed (inline secrets, ...).
     pub warnings: Vec<String>,
     /// SHA-256 (hex) of the file's bytes, shown by `/version`.
@@ -78,6 +80,18 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Most open client connections (`None`: derived from the file limit at start).
     pub max_connections: Option<usize>,
+    /// This deployment's id (a license may be bound to it).
+    pub deployment_id: Option<String>,
+}
+
+/// `[license]`, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LicenseConfig {
+    /// The signed license file; `None`: unlicensed evaluation (every feature, one instance).
+    pub path: Option<PathBuf>,
+    /// How often a replica on a shared store refreshes its instance heartbeat; one whose
+    /// heartbeat is older than three intervals no longer counts.
+    pub heartbeat_interval: Duration,
 }
 
 /// `[routing]`, validated.

@@ -34,6 +34,25 @@ pub struct RawConfig {
     /// `[[budgets]]`.
     #[serde(default)]
     pub budgets: Vec<super::limits::RawBudget>,
+    /// `[license]`.
+    #[serde(default)]
+    pub license: Option<RawLicense>,
+}
+
+/// `[license]`.
+#[derive(Debug, Deserialize)]
+pub struct RawLicense {
+    /// The signed `license.json` (relative paths: to the working directory); none: unlicensed
+    /// evaluation.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// How often replicas sharing a PostgreSQL store refresh their instance heartbeat.
+    #[serde(default = "default_heartbeat_interval")]
+    pub heartbeat_interval_ms: u64,
+}
+
+fn default_heartbeat_interval() -> u64 {
+    5000
 }
 
 /// `[server]`.
@@ -67,6 +86,9 @@ pub struct RawServer {
     /// Most open client connections; 0 derives it from the process's file limit.
     #[serde(default)]
     pub max_connections: usize,
+    /// This deployment's id, matched against a license's `deployment_id`.
+    #[serde(default)]
+    pub deployment_id: Option<String>,
 }
 
 impl Default for RawServer {
@@ -81,6 +103,7 @@ impl Default for RawServer {
             header_read_timeout_ms: default_header_read_timeout(),
             idle_timeout_ms: default_idle_timeout(),
             max_connections: 0,
+            deployment_id: None,
         }
     }
 }

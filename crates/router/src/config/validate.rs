@@ -163,6 +163,20 @@ pub fn validate(raw: RawConfig, hash: String) -> Result<Config, Vec<ConfigError>
         &mut errors,
         &mut warnings,
     );
+    if let Some(l) = &raw.license {
+        if l.heartbeat_interval_ms < 100 {
+            errors.push(ConfigError::InvalidValue {
+                path: "license.heartbeat_interval_ms".into(),
+                reason: format!("{} must be at least 100", l.heartbeat_interval_ms),
+            });
+        }
+        if l.path.as_deref().is_some_and(|p| p.trim().is_empty()) {
+            errors.push(ConfigError::InvalidValue {
+                path: "license.path".into(),
+                reason: "must name a file (leave it out for unlicensed evaluation)".into(),
+            });
+        }
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -179,6 +193,18 @@ pub fn validate(raw: RawConfig, hash: String) -> Result<Config, Vec<ConfigError>
         groups,
         callers,
         limits,
+        license: LicenseConfig {
+            path: raw
+                .license
+                .as_ref()
+                .and_then(|l| l.path.as_ref())
+                .map(PathBuf::from),
+            heartbeat_interval: Duration::from_millis(
+                raw.license
+                    .as_ref()
+                    .map_or(5000, |l| l.heartbeat_interval_ms),
+            ),
+        },
         warnings,
         hash,
         target_count,
@@ -265,6 +291,7 @@ fn validate_server(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option<Ser
         header_read_timeout: Duration::from_millis(s.header_read_timeout_ms),
         idle_timeout: Duration::from_millis(s.idle_timeout_ms),
         max_connections: (s.max_connections > 0).then_some(s.max_connections),
+        deployment_id: s.deployment_id.clone(),
     })
 }
 

@@ -96,6 +96,15 @@ pub struct QuotaLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of the license series.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LicenseLabels {
+    /// The license's id (`none` when unlicensed).
+    pub license_id: String,
+    /// Its status word (`licensed`, `grace`, `expired`, `unlicensed`, `invalid`).
+    pub status: &'static str,
+}
+
 /// The metrics quotas and budgets keep (handles shared with the registry).
 #[derive(Debug, Clone)]
 pub struct LimitsMetrics {
@@ -158,6 +167,10 @@ pub struct Metrics {
     quota_decisions: Family<QuotaLabels, Counter>,
     /// 1 while the limits backend answers.
     limits_backend_up: Gauge,
+    /// Seconds until the license expires (negative once past), when there is one.
+    license_expiry: Family<LicenseLabels, Gauge>,
+    /// 1 while the license is valid (licensed or in grace), one series with its status.
+    license_valid: Family<LicenseLabels, Gauge>,
     /// Configured group names, interned.
     groups: HashMap<String, Arc<str>>,
     /// `none` and `unknown`, interned.
@@ -287,6 +300,18 @@ impl Metrics {
             "1 while the limits backend (memory, or Redis) answers",
         );
         limits_backend_up.set(1);
+        let license_expiry = Family::<LicenseLabels, Gauge>::default();
+        registry.register(
+            "license_expiry_seconds",
+            "Seconds until the license's expires_at (negative once past; absent when unlicensed)",
+            license_expiry.clone(),
+        );
+        let license_valid = Family::<LicenseLabels, Gauge>::default();
+        registry.register(
+            "license_valid",
+            "1 while the license is licensed or in grace, 0 when expired or unlicensed; labelled with its status",
+            license_valid.clone(),
+        );
         let target_cooling = Family::<TargetLabels, Gauge>::default();
         registry.register(
             "target_cooling",
@@ -316,6 +341,8 @@ impl Metrics {
             connections_closed,
             quota_decisions,
             limits_backend_up,
+            license_expiry,
+            license_valid,
             groups: HashMap::new(),
             none: Arc::from("none"),
             unknown: Arc::from("unknown"),
@@ -336,6 +363,31 @@ impl Metrics {
         LimitsMetrics {
             decisions: self.quota_decisions.clone(),
             backend_up: self.limits_backend_up.clone(),
+        }
+    }
+
+    /// Sets the license series to `state` now (at each scrape).
+    pub fn set_license(&self, state: &crate::license::LicenseState) {
+        let status = state.status();
+        let license_id = state
+            .license()
+            .map_or_else(|| "none".to_string(), |l| l.license_id.clone());
+        let labels = LicenseLabels {
+            license_id,
+            status: status.as_str(),
+        };
+        self.license_valid.clear();
+        self.license_valid
+            .get_or_create(&labels)
+            .set(i64::from(matches!(
+                status,
+                crate::license::Status::Licensed | crate::license::Status::Grace
+            )));
+        self.license_expiry.clear();
+        if let Some(l) = state.license() {
+            self.license_expiry
+                .get_or_create(&labels)
+                .set(l.expires_in(state.now()));
         }
     }
 

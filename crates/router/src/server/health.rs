@@ -41,7 +41,7 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
     Json(json!({"status": "ok", "checks": checks})).into_response()
 }
 
-/// Version, commit, build date and config hash.
+/// Version, commit, build date, config hash and the license status word.
 pub(super) async fn version(State(state): State<AppState>) -> Response {
     let b = &state.build;
     Json(json!({
@@ -49,6 +49,7 @@ pub(super) async fn version(State(state): State<AppState>) -> Response {
         "commit": b.commit,
         "build_date": b.build_date,
         "config_hash": state.config.hash,
+        "license": state.license.status().as_str(),
     }))
     .into_response()
 }

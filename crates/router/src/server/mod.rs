@@ -41,6 +41,7 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/requests/{id}", get(crate::admin::request_detail))
         .route("/admin/exports/usage", get(crate::admin::export))
         .route("/admin/limits", get(crate::admin::limits))
+        .route("/admin/license", get(crate::admin::license))
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
         .route("/version", get(health::version))

@@ -5,7 +5,6 @@ use super::RequestOutcome;
 use crate::config::{Config, Price};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 /// One request's usage, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -180,10 +179,7 @@ impl UsageRecord {
             record_id: crate::ids::uuid_v7(),
             request_id: o.request_id.clone(),
             parent_id: o.parent_id.clone(),
-            started_at_ms: o
-                .started_at
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
+            started_at_ms: crate::time::unix_ms(o.started_at),
             caller: o.caller.clone(),
             project: o.project.clone(),
             team: o.team.clone(),

@@ -2,7 +2,7 @@
 //! and at start. Purged records are gone from every report and export.
 
 use super::store::{StoreError, UsageStore};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// Records deleted per statement.
@@ -23,10 +23,7 @@ pub async fn purge(store: &dyn UsageStore, before_ms: i64) -> Result<u64, StoreE
 
 /// The cut-off for `days` of retention, Unix ms.
 pub fn cutoff_ms(days: u32) -> i64 {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    now - i64::from(days) * 86_400_000
+    crate::time::now_ms() - i64::from(days) * 86_400_000
 }
 
 /// Purges hourly until `shutdown` turns true. `days == 0` keeps everything.

@@ -93,6 +93,14 @@ impl Harness {
     /// Starts with a config text (`FAKE` = the fake's OpenAI base URL, `FAKE_ROOT` = its root,
     /// the Anthropic base URL).
     pub(crate) async fn with_config(text: &str) -> Harness {
+        Self::licensed(text, Default::default()).await
+    }
+
+    /// Starts with a config text under a license state (its clock, its license).
+    pub(crate) async fn licensed(
+        text: &str,
+        license: Arc<router::license::LicenseState>,
+    ) -> Harness {
         let fake = FakeUpstream::start().await.expect("fake starts");
         let root = format!("http://{}", fake.addr());
         let text = text
@@ -102,7 +110,9 @@ impl Harness {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (recorder, outcomes) = Recorder::new(&config).with_outcomes(1024);
-        let state = Arc::new(Runtime::new(config, recorder, BuildInfo::default(), None));
+        let state = Arc::new(
+            Runtime::new(config, recorder, BuildInfo::default(), None).with_license(license),
+        );
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(router::server::serve(listener, state.clone(), async {
             let _ = rx.await;

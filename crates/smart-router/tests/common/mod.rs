@@ -52,6 +52,17 @@ impl Served {
         nofile: Option<u64>,
         config: impl FnOnce(&Path) -> String,
     ) -> Served {
+        Self::try_start(name, nofile, config)
+            .unwrap_or_else(|(code, logs)| panic!("serve did not start ({code:?}): {logs}"))
+    }
+
+    /// Like [`Served::start_limited`], but a process that exits instead of listening is an
+    /// `Err` with its exit code and everything it wrote to stderr.
+    pub(crate) fn try_start(
+        name: &str,
+        nofile: Option<u64>,
+        config: impl FnOnce(&Path) -> String,
+    ) -> Result<Served, (Option<i32>, String)> {
         let dir = temp_dir(name);
         let cfg = dir.join("config.toml");
         std::fs::write(&cfg, config(&dir)).unwrap();
@@ -77,17 +88,28 @@ impl Served {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let addr = line
+        let Some(addr) = line
             .trim()
             .strip_prefix("smart-router listening on http://")
-            .unwrap_or_else(|| panic!("serve did not start: {line:?}"))
-            .to_string();
-        Served {
+            .map(str::to_string)
+        else {
+            let code = child.wait().unwrap().code();
+            let logs = std::fs::read_to_string(&log).unwrap_or_default();
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err((code, logs));
+        };
+        Ok(Served {
             child,
             addr,
             dir,
             log,
-        }
+        })
+    }
+
+    /// Kills the process (SIGKILL: no shutdown, no deregistration) and waits for it.
+    pub(crate) fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     /// Everything logged so far.

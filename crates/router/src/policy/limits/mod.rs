@@ -22,6 +22,7 @@ use crate::config::limits::{
     Applies, BudgetConfig, LimitsConfig, Mode, Period, QuotaConfig, Scope,
 };
 use crate::metrics::LimitsMetrics;
+use crate::time::{now_ms, rfc3339_ms};
 use crate::usage::store::UsageStore;
 use backend::Backend;
 use dialects::canonical::{LimitWindow, count_value};
@@ -30,7 +31,7 @@ use ledger::{Ledger, SpendCounter, Taken, WindowCounter};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// The limits of one configuration: its stages and what the operator endpoints read.
 #[derive(Debug)]
@@ -272,20 +273,6 @@ fn distinct<T>(by_caller: &[Option<Arc<T>>], callers: &[Arc<Caller>]) -> Vec<Arc
     out
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// RFC 3339 of Unix milliseconds (seconds precision).
-fn rfc3339(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let date = crate::time::format_date(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400);
-    format!("{date}T{:02}:{:02}:{:02}Z", s / 3600, s / 60 % 60, s % 60)
-}
-
 /// The calendar minute of `ms`, and the time until the next one.
 fn minute(ms: i64) -> (i64, Duration) {
     let w = ms.div_euclid(60_000);
@@ -374,7 +361,7 @@ impl QuotaStage {
     fn reset_at(&self, w: i64) -> Arc<str> {
         let mut cache = self.reset_at.lock().expect("reset lock");
         if cache.0 != w {
-            *cache = (w, rfc3339((w + 1) * 60_000).into());
+            *cache = (w, rfc3339_ms((w + 1) * 60_000).into());
         }
         cache.1.clone()
     }
@@ -595,8 +582,8 @@ impl BudgetStage {
             "subject": &b.subject,
             "spent_usd": spent,
             "remaining_usd": (self.config.usd - spent).max(0.0),
-            "period_start": rfc3339(start),
-            "period_end": rfc3339(end),
+            "period_start": rfc3339_ms(start),
+            "period_end": rfc3339_ms(end),
         })
     }
 
@@ -639,7 +626,7 @@ impl BudgetStage {
                         self.name,
                         self.config.usd,
                         period_str(self.config.period),
-                        rfc3339(end)
+                        rfc3339_ms(end)
                     ),
                     retry_after: Some(retry),
                 });
@@ -841,7 +828,7 @@ mod tests {
             period(Period::Month, dec),
             (day("2026-12-01"), day("2027-01-01"))
         );
-        assert_eq!(rfc3339(ms), "2026-11-29T12:00:00Z");
+        assert_eq!(rfc3339_ms(ms), "2026-11-29T12:00:00Z");
         assert_eq!(minute(90_500), (1, Duration::from_millis(29_500)));
     }
 

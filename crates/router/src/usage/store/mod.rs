@@ -26,6 +26,19 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
 }
 
+/// A router process registered on a shared store (for a license's instance limit).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Instance {
+    /// A random id per process start.
+    pub instance_id: String,
+    /// Its host.
+    pub hostname: String,
+    /// When it started (Unix ms).
+    pub started_at_ms: i64,
+    /// Its last heartbeat (Unix ms).
+    pub last_seen_ms: i64,
+}
+
 /// Rows of a bucketed aggregate: dimension values, bucket, and the measures.
 pub type BucketRows = Vec<(Vec<String>, i32, report::Measures)>;
 
@@ -64,6 +77,29 @@ pub trait UsageStore: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'_, ()>;
     /// Deletes up to `limit` records older than `before_ms`; returns how many.
     fn purge_batch(&self, before_ms: i64, limit: i64) -> BoxFuture<'_, Result<u64, StoreError>>;
+    /// Registers `me` among the live instances (heartbeat at or after `live_after_ms`) unless
+    /// `max` others are live: returns those others when refused (empty when registered).
+    fn register_instance<'a>(
+        &'a self,
+        me: &'a Instance,
+        max: u32,
+        live_after_ms: i64,
+    ) -> BoxFuture<'a, Result<Vec<Instance>, StoreError>>;
+    /// Refreshes an instance's heartbeat (registering it again if its row is gone).
+    fn heartbeat<'a>(
+        &'a self,
+        me: &'a Instance,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Removes an instance (at shutdown).
+    fn deregister<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Instances whose heartbeat is at or after `live_after_ms`.
+    fn live_instances(
+        &self,
+        live_after_ms: i64,
+    ) -> BoxFuture<'_, Result<Vec<Instance>, StoreError>>;
+    /// Whether other processes share this store (PostgreSQL), so instances are counted.
+    fn shared(&self) -> bool;
     /// USD spent since `from_ms` by requests whose `column` (`caller`, `project`, `team`,
     /// `environment`; `None`: everyone) is `subject`, to `groups` (`None`: any group) — what a
     /// budget's counter is rebuilt from.

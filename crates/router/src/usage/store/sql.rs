@@ -5,7 +5,7 @@
 //! setup differ, so one macro generates both.
 
 use super::report::Measures;
-use super::{BucketRows, ReportQuery, StoreError, UsageStore};
+use super::{BucketRows, Instance, ReportQuery, StoreError, UsageStore};
 use crate::usage::record::{UsageRecord, latency_bucket};
 use futures_util::TryStreamExt;
 use futures_util::future::BoxFuture;
@@ -15,6 +15,9 @@ use tokio::sync::mpsc;
 
 /// Columns in insert order.
 const COLUMNS: &str = "record_id, request_id, parent_id, started_at_ms, caller, project, team, environment, client, surface, group_name, provider, model, status, http_status, error_kind, attempts, attempts_json, fallback, stream, latency_ms, ttft_ms, input_tokens, cached_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_usd, warnings, affinity_hit, latency_bucket, ttft_bucket, quota, annotations";
+
+/// Registers an instance, or refreshes its heartbeat (re-creating a row removed meanwhile).
+const UPSERT_INSTANCE: &str = "INSERT INTO router_instances (instance_id, hostname, started_at_ms, last_seen_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (instance_id) DO UPDATE SET last_seen_ms = EXCLUDED.last_seen_ms";
 
 /// Rows per INSERT statement: a batch is cut into statements of these sizes (largest first), so
 /// there are only four distinct statements, each parsed and planned once per connection and
@@ -40,6 +43,11 @@ fn ddl(text: &str, int: &str, big: &str, real: &str, boolean: &str) -> Vec<Strin
         ),
         "CREATE INDEX IF NOT EXISTS usage_records_started ON usage_records (started_at_ms)".into(),
         "CREATE INDEX IF NOT EXISTS usage_records_request ON usage_records (request_id)".into(),
+        format!(
+            "CREATE TABLE IF NOT EXISTS router_instances (
+            instance_id {text} PRIMARY KEY, hostname {text} NOT NULL,
+            started_at_ms {big} NOT NULL, last_seen_ms {big} NOT NULL)"
+        ),
     ]
 }
 
@@ -99,6 +107,16 @@ macro_rules! sql_store {
                         })
                         .collect()
                 })[i]
+            }
+
+            /// One `router_instances` row.
+            fn decode_instance(r: &<$db as sqlx::Database>::Row) -> Result<Instance, sqlx::Error> {
+                Ok(Instance {
+                    instance_id: r.try_get("instance_id")?,
+                    hostname: r.try_get("hostname")?,
+                    started_at_ms: r.try_get("started_at_ms")?,
+                    last_seen_ms: r.try_get("last_seen_ms")?,
+                })
             }
 
             fn decode(row: &<$db as sqlx::Database>::Row) -> Result<UsageRecord, sqlx::Error> {
@@ -362,6 +380,101 @@ macro_rules! sql_store {
                 })
             }
 
+            fn register_instance<'a>(
+                &'a self,
+                me: &'a Instance,
+                max: u32,
+                live_after_ms: i64,
+            ) -> BoxFuture<'a, Result<Vec<Instance>, StoreError>> {
+                Box::pin(async move {
+                    let mut tx = self.pool.begin().await?;
+                    // Serialized between processes (PostgreSQL): two replicas starting together
+                    // cannot both take the last slot.
+                    if let Some(lock) = Self::INSTANCE_LOCK {
+                        sqlx::query(lock).execute(&mut *tx).await?;
+                    }
+                    // Rows of instances gone for a day are history, not slots.
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DELETE FROM router_instances WHERE last_seen_ms < {}",
+                        Self::PLACEHOLDER_1
+                    )))
+                    .bind(live_after_ms - 86_400_000)
+                    .execute(&mut *tx)
+                    .await?;
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "SELECT instance_id, hostname, started_at_ms, last_seen_ms FROM router_instances WHERE last_seen_ms >= {} AND instance_id <> {} ORDER BY started_at_ms",
+                        Self::PLACEHOLDER_1, Self::PLACEHOLDER_2
+                    )))
+                    .bind(live_after_ms)
+                    .bind(&me.instance_id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    let live: Vec<Instance> = rows
+                        .iter()
+                        .map(Self::decode_instance)
+                        .collect::<Result<_, _>>()?;
+                    if live.len() >= max as usize {
+                        return Ok(live);
+                    }
+                    sqlx::query::<$db>(UPSERT_INSTANCE)
+                    .bind(&me.instance_id)
+                    .bind(&me.hostname)
+                    .bind(me.started_at_ms)
+                    .bind(me.last_seen_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    Ok(Vec::new())
+                })
+            }
+
+            fn heartbeat<'a>(&'a self, me: &'a Instance, now_ms: i64) -> BoxFuture<'a, Result<(), StoreError>> {
+                Box::pin(async move {
+                    sqlx::query::<$db>(UPSERT_INSTANCE)
+                        .bind(&me.instance_id)
+                        .bind(&me.hostname)
+                        .bind(me.started_at_ms)
+                        .bind(now_ms)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(())
+                })
+            }
+
+            fn deregister<'a>(&'a self, instance_id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+                Box::pin(async move {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DELETE FROM router_instances WHERE instance_id = {}",
+                        Self::PLACEHOLDER_1
+                    )))
+                    .bind(instance_id)
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(())
+                })
+            }
+
+            fn live_instances(&self, live_after_ms: i64) -> BoxFuture<'_, Result<Vec<Instance>, StoreError>> {
+                Box::pin(async move {
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "SELECT instance_id, hostname, started_at_ms, last_seen_ms FROM router_instances WHERE last_seen_ms >= {} ORDER BY started_at_ms",
+                        Self::PLACEHOLDER_1
+                    )))
+                    .bind(live_after_ms)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    let out = rows
+                        .iter()
+                        .map(Self::decode_instance)
+                        .collect::<Result<_, _>>()?;
+                    Ok(out)
+                })
+            }
+
+            fn shared(&self) -> bool {
+                Self::SHARED
+            }
+
             fn spend<'a>(
                 &'a self,
                 column: Option<&'static str>,
@@ -416,6 +529,10 @@ impl SqliteStore {
     /// Whether `usage_records` has the column named by the bind parameter.
     const COLUMN_EXISTS: &'static str =
         "SELECT COUNT(*) FROM pragma_table_info('usage_records') WHERE name = ?1";
+    /// SQLite serializes writers itself.
+    const INSTANCE_LOCK: Option<&'static str> = None;
+    /// One process per database file: instances are not counted.
+    const SHARED: bool = false;
 
     /// Opens (creating if missing) an SQLite database in WAL mode.
     pub(super) fn open(url: &str) -> Result<Self, StoreError> {
@@ -444,6 +561,12 @@ impl PostgresStore {
     /// database (the bytes of "smrt-usg" as a number).
     const MIGRATE_LOCK: Option<&'static str> =
         Some("SELECT pg_advisory_xact_lock(8317429930127618919)");
+    /// Serializes instance registration between processes (another advisory lock key: the
+    /// bytes of "smrt-ins" as a number).
+    const INSTANCE_LOCK: Option<&'static str> =
+        Some("SELECT pg_advisory_xact_lock(8317429930126962291)");
+    /// Shared by every replica.
+    const SHARED: bool = true;
     /// Whether `usage_records` (in the current schema) has the column named by the parameter.
     const COLUMN_EXISTS: &'static str = "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'usage_records' AND column_name = $1";
 
