@@ -4,7 +4,7 @@
 
 use crate::auth::{Caller, Role};
 use crate::error::Error;
-use crate::license::Feature;
+use crate::license::{Feature, Status};
 use crate::state::AppState;
 use crate::time::parse_time_ms;
 use crate::usage::store::{self, Dimension, ReportQuery};
@@ -87,7 +87,14 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Answe
         m.usage_spool_rejected
             .set(s.spool_rejected.load(Ordering::Relaxed) as i64);
     }
-    m.set_license(&state.license);
+    let license = &state.license;
+    let status = license.status();
+    m.set_license(
+        license.license().map(|l| l.license_id.as_str()),
+        status.as_str(),
+        matches!(status, Status::Licensed | Status::Grace),
+        license.license().map(|l| l.expires_in(license.now())),
+    );
     for t in state.config.groups.iter().flat_map(|g| &g.targets) {
         let names = state.recorder.target(t.id);
         let labels = crate::metrics::TargetLabels {

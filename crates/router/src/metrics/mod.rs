@@ -366,28 +366,26 @@ impl Metrics {
         }
     }
 
-    /// Sets the license series to `state` now (at each scrape).
-    pub fn set_license(&self, state: &crate::license::LicenseState) {
-        let status = state.status();
-        let license_id = state
-            .license()
-            .map_or_else(|| "none".to_string(), |l| l.license_id.clone());
+    /// Sets the license series (at each scrape): the license's id (`None`: unlicensed), its
+    /// status word, whether it is valid, and the seconds until it expires.
+    pub fn set_license(
+        &self,
+        license_id: Option<&str>,
+        status: &'static str,
+        valid: bool,
+        expires_in: Option<i64>,
+    ) {
         let labels = LicenseLabels {
-            license_id,
-            status: status.as_str(),
+            license_id: license_id.unwrap_or("none").to_string(),
+            status,
         };
         self.license_valid.clear();
         self.license_valid
             .get_or_create(&labels)
-            .set(i64::from(matches!(
-                status,
-                crate::license::Status::Licensed | crate::license::Status::Grace
-            )));
+            .set(i64::from(valid));
         self.license_expiry.clear();
-        if let Some(l) = state.license() {
-            self.license_expiry
-                .get_or_create(&labels)
-                .set(l.expires_in(state.now()));
+        if let Some(secs) = expires_in {
+            self.license_expiry.get_or_create(&labels).set(secs);
         }
     }
 
