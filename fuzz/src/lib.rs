@@ -98,7 +98,7 @@ pub fn stream(d: Dialect, data: &[u8]) {
         .collect();
     let mut outs: Vec<BytesMut> = encoders.iter().map(|_| BytesMut::new()).collect();
     let mut events: Vec<Event> = Vec::new();
-    let mut feed = |events: &mut Vec<Event>,
+    let feed = |events: &mut Vec<Event>,
                     encoders: &mut Vec<(Dialect, StreamEncoder)>,
                     outs: &mut Vec<BytesMut>| {
         for ev in events.drain(..) {
@@ -187,6 +187,58 @@ pub fn config(data: &[u8]) {
         Err(errors) => {
             assert!(!errors.0.is_empty());
             let _ = errors.to_string();
+        }
+    }
+}
+
+/// The published development key (its private half is in the repository's test fixtures).
+const DEV_KEY: &str = include_str!("../../crates/router/tests/fixtures/license/dev-2026.key");
+
+/// `license`: bytes as a license file. The first byte picks the mode: even, the file as it is
+/// (verification must refuse it unless the signature holds); odd, its payload signed first with
+/// the development key, so every field check behind the signature is reached. Oracle: no panic,
+/// and a license that verifies has consistent dates and re-verifies after a re-encode.
+pub fn license(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let path = std::path::Path::new("fuzz.json");
+    let public = {
+        let hex = include_str!("../../crates/router/tests/fixtures/license/dev-2026.key.pub").trim();
+        let mut k = [0u8; 32];
+        for (i, b) in k.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+        }
+        k
+    };
+    let trusted = [("dev-2026", public)];
+    let file = if mode % 2 == 1 {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(rest) else {
+            return;
+        };
+        let payload = v.get("payload").cloned().unwrap_or(v);
+        match router::license::sign_payload(DEV_KEY, "dev-2026", payload) {
+            Ok(f) => f.to_string().into_bytes(),
+            Err(e) => {
+                assert!(!e.is_empty());
+                return;
+            }
+        }
+    } else {
+        rest.to_vec()
+    };
+    match router::license::LicenseFile::parse(path, &file, &trusted) {
+        Ok(l) => {
+            assert!(l.not_before >= l.issued_at && l.expires_at > l.not_before);
+            assert!(l.max_instances >= 1);
+            let _ = l.status(std::time::SystemTime::now());
+            // The same JSON re-encoded (other whitespace, other key order) still verifies.
+            let v: serde_json::Value = serde_json::from_slice(&file).unwrap();
+            let again = serde_json::to_vec_pretty(&v).unwrap();
+            router::license::LicenseFile::parse(path, &again, &trusted).unwrap();
+        }
+        Err(e) => {
+            assert!(e.to_string().contains("fuzz.json"));
         }
     }
 }
