@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod pipeline;
 pub mod policy;
+pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod state;

@@ -1,6 +1,9 @@
-//! The state every request shares: the validated config and what is built from it (caller
-//! table, provider clients, governance stages), target health, session affinity, the usage
-//! recorder and store, build metadata and the draining flag.
+//! The state every request shares. A [`Runtime`] is one configuration and what is built from
+//! it (caller table, provider clients, governance stages, target health, session affinity, the
+//! usage recorder); [`Live`] holds the runtime in force and swaps it atomically on a config
+//! reload: a request keeps the runtime it started with to its end, new requests see the new
+//! one. What outlives a configuration — the draining flag, target ids, the license state,
+//! metrics series, the usage writer — is carried from one runtime to the next.
 
 use crate::auth::Authenticator;
 use crate::config::Config;
@@ -50,8 +53,6 @@ pub struct Runtime {
     pub health: Health,
     /// The usage store, for reports (the writer has its own handle).
     pub store: Option<Arc<dyn UsageStore>>,
-    /// Session affinity.
-    pub affinity: Affinity,
     /// Build metadata.
     pub build: BuildInfo,
     /// The governance stages and where they apply.
@@ -60,7 +61,11 @@ pub struct Runtime {
     pub limits: Option<Limits>,
     /// The license in force and this process's instance registration.
     pub license: Arc<LicenseState>,
-    draining: AtomicBool,
+    /// Session affinity (shared with the next runtime when its settings are the same).
+    pub affinity: Arc<Affinity>,
+    /// Governance stages given at construction (kept by reloads).
+    extra_stages: Vec<Arc<dyn Stage>>,
+    draining: Arc<AtomicBool>,
 }
 
 impl Runtime {
@@ -83,9 +88,90 @@ impl Runtime {
         stages: Vec<Arc<dyn Stage>>,
     ) -> Self {
         let providers = config.providers.iter().map(Provider::new).collect();
+        let health = Health::new(config.target_count, &config.routing);
+        let affinity = Arc::new(Affinity::new(
+            config.routing.affinity_max_sessions,
+            config.routing.affinity_ttl,
+        ));
+        Self::assemble(Parts {
+            config,
+            recorder,
+            build,
+            store,
+            stages,
+            providers,
+            health,
+            affinity,
+            previous_limits: None,
+            license: Arc::new(LicenseState::default()),
+            draining: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// The runtime of a reloaded `config` (its target ids given by [`crate::config::TargetIds`]),
+    /// carrying over from `self` what outlives a configuration: metrics series, the usage writer
+    /// and store, the license state, the draining flag, provider connection pools, the health of
+    /// the targets that remain, session affinity (when its settings are unchanged), and quota and
+    /// budget counts (when the limits backend is unchanged).
+    pub fn reloaded(&self, config: Config) -> Self {
+        let providers = config
+            .providers
+            .iter()
+            .map(|p| {
+                let previous = self
+                    .config
+                    .providers
+                    .iter()
+                    .position(|old| old.name == p.name)
+                    .map(|i| &self.providers[i]);
+                Provider::carried(p, previous)
+            })
+            .collect();
+        let health = Health::carried(config.target_count, &config.routing, &self.health);
+        let same_affinity = config.routing.affinity_max_sessions
+            == self.config.routing.affinity_max_sessions
+            && config.routing.affinity_ttl == self.config.routing.affinity_ttl;
+        let affinity = if same_affinity {
+            self.affinity.clone()
+        } else {
+            Arc::new(Affinity::new(
+                config.routing.affinity_max_sessions,
+                config.routing.affinity_ttl,
+            ))
+        };
+        Self::assemble(Parts {
+            recorder: self.recorder.reconfigured(&config),
+            build: self.build.clone(),
+            store: self.store.clone(),
+            stages: self.extra_stages.clone(),
+            providers,
+            health,
+            affinity,
+            previous_limits: self.limits.as_ref(),
+            license: self.license.clone(),
+            draining: self.draining.clone(),
+            config,
+        })
+    }
+
+    fn assemble(p: Parts<'_>) -> Self {
+        let Parts {
+            config,
+            recorder,
+            build,
+            store,
+            stages,
+            providers,
+            health,
+            affinity,
+            previous_limits,
+            license,
+            draining,
+        } = p;
         let auth = Authenticator::new(&config);
         let limits = (!config.limits.is_empty()).then(|| {
-            Limits::new(
+            Limits::carried(
+                previous_limits,
                 &config.limits,
                 auth.callers(),
                 &config.groups,
@@ -97,24 +183,22 @@ impl Runtime {
         // Quotas and budgets come first: a request over its limits is refused before other
         // stages spend work on it.
         let mut all: Vec<Arc<dyn Stage>> = limits.iter().map(Limits::stage).collect();
-        all.extend(stages);
+        all.extend(stages.iter().cloned());
         let governance = Governance::new(all, auth.callers(), &config.groups);
         Runtime {
             store,
-            health: Health::new(config.target_count, &config.routing),
-            affinity: Affinity::new(
-                config.routing.affinity_max_sessions,
-                config.routing.affinity_ttl,
-            ),
+            health,
+            affinity,
             auth,
             governance,
             limits,
-            license: Arc::new(LicenseState::default()),
+            license,
             providers,
             recorder: Arc::new(recorder),
             build,
             config,
-            draining: AtomicBool::new(false),
+            extra_stages: stages,
+            draining,
         }
     }
 
@@ -143,5 +227,20 @@ impl Runtime {
     }
 }
 
-/// Shared state handed to handlers.
+/// What [`Runtime::assemble`] builds a runtime from.
+struct Parts<'a> {
+    config: Config,
+    recorder: Recorder,
+    build: BuildInfo,
+    store: Option<Arc<dyn UsageStore>>,
+    stages: Vec<Arc<dyn Stage>>,
+    providers: Vec<Provider>,
+    health: Health,
+    affinity: Arc<Affinity>,
+    previous_limits: Option<&'a Limits>,
+    license: Arc<LicenseState>,
+    draining: Arc<AtomicBool>,
+}
+
+/// The runtime a request is served by (the one in force when it arrived).
 pub type AppState = Arc<Runtime>;

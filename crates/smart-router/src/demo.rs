@@ -69,7 +69,14 @@ pub(crate) async fn run(listen: &str) -> Result<()> {
         .with_context(|| {
             format!("binding {listen} (pass --listen 127.0.0.1:PORT to use another port)")
         })?;
-    super::serve_until(config, None, listener, |addr| {
+    super::serve_until(
+        super::Launch {
+            config,
+            license: None,
+            source: None,
+        },
+        listener,
+        |addr| {
         let base = format!("http://{addr}");
         println!("smart-router demo listening on {base}");
         println!("  OpenAI base URL:    {base}/v1  (chat/completions, responses)");

@@ -229,7 +229,7 @@ fn status(config_path: &Path, json: bool) -> Result<()> {
     } else {
         println!("{}", status.as_str());
         match state.license() {
-            Some(l) => describe(l, state.now()),
+            Some(l) => describe(&l, state.now()),
             None => println!(
                 "  no license configured: unlicensed evaluation (every feature, one instance)"
             ),

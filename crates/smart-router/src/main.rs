@@ -315,7 +315,8 @@ fn main() -> Result<()> {
         }
         Command::Serve { config, listen } => {
             let _logs = init_logging(cli.log_format, &cli.log_level);
-            let mut config = match load_config(&config) {
+            let config_path = config;
+            let mut config = match load_config(&config_path) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("{e}");
@@ -334,7 +335,11 @@ fn main() -> Result<()> {
                     std::process::exit(1);
                 }
             };
-            runtime()?.block_on(serve(config, license))
+            runtime()?.block_on(serve(Launch {
+                config,
+                license,
+                source: Some(config_path),
+            }))
         }
         Command::Demo { listen } => {
             let _logs = init_logging(cli.log_format, &cli.log_level);
@@ -421,13 +426,28 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-/// Binds, prints the address, serves until SIGTERM/SIGINT, drains, then flushes usage.
+/// What `serve` (and `demo`) start from.
+pub(crate) struct Launch {
+    /// The validated config.
+    pub config: Config,
+    /// Its verified license (`None`: unlicensed evaluation).
+    pub license: Option<router::license::License>,
+    /// The file it came from, for reloads (`None`: not reloadable).
+    pub source: Option<PathBuf>,
+}
+
+/// Serves until SIGTERM/SIGINT, drains, then flushes usage; reloads the config on SIGHUP,
+/// `POST /admin/config/reload` and (with `server.watch_config`) when the file changes.
 pub(crate) async fn serve_until(
-    config: Config,
-    license: Option<router::license::License>,
+    launch: Launch,
     listener: tokio::net::TcpListener,
     banner: impl FnOnce(std::net::SocketAddr),
 ) -> Result<()> {
+    let Launch {
+        config,
+        license,
+        source,
+    } = launch;
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -445,68 +465,101 @@ pub(crate) async fn serve_until(
             "no license configured: unlicensed evaluation (every feature, one instance)"
         ),
     }
-    if config.store.url == "none" {
+    let mut stops: Vec<(
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    )> = Vec::new();
+    let mut writer = None;
+    let (recorder, store, licensed) = if config.store.url == "none" {
         tracing::warn!("store.url = \"none\": usage records are logged only, never stored");
-        let recorder = Recorder::new(&config);
-        let licensed = Arc::new(licensed);
-        let (stop_watch, watch_rx) = tokio::sync::watch::channel(false);
-        let watch = tokio::spawn(licensed.clone().watch(watch_rx));
-        let state =
-            Arc::new(Runtime::new(config, recorder, build_info(), None).with_license(licensed));
-        banner(addr);
-        let drained = router::server::serve(listener, state, shutdown_signal()).await?;
-        let _ = stop_watch.send(true);
-        let _ = watch.await;
-        tracing::info!(drained, "stopped");
-        return Ok(());
-    }
-    let store = router::usage::store::open(&config.store.url).context("opening the usage store")?;
-    if let Err(e) = store.migrate().await {
-        tracing::warn!(error = %e, store = %redact_url(&config.store.url), "usage store unreachable at start; records are spooled until it answers");
-    }
-    // Replicas sharing a PostgreSQL store count against the license's instance limit. A store
-    // that does not answer now delays registration (the heartbeat registers when it is back)
-    // rather than keeping the router down.
-    let licensed =
-        Arc::new(licensed.with_registry(store.clone(), config.license.heartbeat_interval));
-    match licensed.register().await {
-        Ok(()) => {}
-        Err(e @ router::license::RegisterError::Full { .. }) => anyhow::bail!("{e}"),
-        Err(e) => {
-            tracing::warn!(error = %e, "instance registration deferred until the store answers")
+        (Recorder::new(&config), None, Arc::new(licensed))
+    } else {
+        let store =
+            router::usage::store::open(&config.store.url).context("opening the usage store")?;
+        if let Err(e) = store.migrate().await {
+            tracing::warn!(error = %e, store = %redact_url(&config.store.url), "usage store unreachable at start; records are spooled until it answers");
         }
-    }
-    let writer = Arc::new(router::usage::Writer::spawn(
-        store.clone(),
-        config.store.writer.clone(),
-    ));
-    let recorder = Recorder::new(&config).with_writer(writer.clone());
-    let (stop_retention, retention_rx) = tokio::sync::watch::channel(false);
-    let retention = tokio::spawn(router::usage::retention::run(
-        store.clone(),
-        config.store.retention_days,
-        retention_rx,
-    ));
-    let (stop_watch, watch_rx) = tokio::sync::watch::channel(false);
-    let watch = tokio::spawn(licensed.clone().watch(watch_rx));
-    let state =
-        Arc::new(Runtime::new(config, recorder, build_info(), Some(store)).with_license(licensed));
+        // Replicas sharing a PostgreSQL store count against the license's instance limit. A
+        // store that does not answer now delays registration (the heartbeat registers when it
+        // is back) rather than keeping the router down.
+        let licensed =
+            Arc::new(licensed.with_registry(store.clone(), config.license.heartbeat_interval));
+        match licensed.register().await {
+            Ok(()) => {}
+            Err(e @ router::license::RegisterError::Full { .. }) => anyhow::bail!("{e}"),
+            Err(e) => {
+                tracing::warn!(error = %e, "instance registration deferred until the store answers")
+            }
+        }
+        let w = Arc::new(router::usage::Writer::spawn(
+            store.clone(),
+            config.store.writer.clone(),
+        ));
+        writer = Some(w.clone());
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        stops.push((
+            stop,
+            tokio::spawn(router::usage::retention::run(
+                store.clone(),
+                config.store.retention_days,
+                rx,
+            )),
+        ));
+        (Recorder::new(&config).with_writer(w), Some(store), licensed)
+    };
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    stops.push((stop, tokio::spawn(licensed.clone().watch(rx))));
+    let live = router::reload::Live::new(
+        Runtime::new(config, recorder, build_info(), store).with_license(licensed),
+        source,
+    );
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    stops.push((stop, tokio::spawn(live.clone().watch(rx))));
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    stops.push((stop, tokio::spawn(reload_on_sighup(live.clone(), rx))));
     banner(addr);
     tracing::info!(%addr, "listening");
-    let drained = router::server::serve(listener, state, shutdown_signal()).await?;
-    let _ = stop_watch.send(true);
-    let _ = watch.await;
-    let _ = stop_retention.send(true);
-    let _ = retention.await;
-    writer.shutdown().await;
+    let drained = router::server::serve(listener, live, shutdown_signal()).await?;
+    for (stop, task) in stops {
+        let _ = stop.send(true);
+        let _ = task.await;
+    }
+    if let Some(w) = writer {
+        w.shutdown().await;
+    }
     tracing::info!(drained, "stopped");
     Ok(())
 }
 
-async fn serve(config: Config, license: Option<router::license::License>) -> Result<()> {
-    let listener = router::server::bind(config.server.listen, config.server.listen_backlog)
-        .with_context(|| format!("binding {}", config.server.listen))?;
-    serve_until(config, license, listener, |addr| {
+/// Reloads the config on every SIGHUP until `stop` turns true.
+async fn reload_on_sighup(
+    live: Arc<router::reload::Live>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("SIGHUP handler not installed: reload with POST /admin/config/reload");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading the config");
+                let _ = live.reload().await;
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn serve(launch: Launch) -> Result<()> {
+    let (listen, backlog) = (
+        launch.config.server.listen,
+        launch.config.server.listen_backlog,
+    );
+    let listener =
+        router::server::bind(listen, backlog).with_context(|| format!("binding {listen}"))?;
+    serve_until(launch, listener, |addr| {
         println!("smart-router listening on http://{addr}");
         let _ = std::io::stdout().flush();
     })

@@ -5,6 +5,7 @@
 use crate::auth::{Caller, Role};
 use crate::error::Error;
 use crate::license::{Feature, Status};
+use crate::reload::{Current, Live, ReloadError};
 use crate::state::AppState;
 use crate::time::parse_time_ms;
 use crate::usage::store::{self, Dimension, ReportQuery};
@@ -70,7 +71,7 @@ fn json_response(status: StatusCode, body: String) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text, for metrics-admin tokens.
-pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Answer {
+pub async fn metrics(Current(state): Current, headers: HeaderMap) -> Answer {
     require(&state, &headers, &[Role::MetricsAdmin])?;
     let m = &state.recorder.metrics;
     if let Some(w) = state.recorder.writer() {
@@ -87,13 +88,13 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Answe
         m.usage_spool_rejected
             .set(s.spool_rejected.load(Ordering::Relaxed) as i64);
     }
-    let license = &state.license;
-    let status = license.status();
+    let license = state.license.license();
+    let status = state.license.status();
     m.set_license(
-        license.license().map(|l| l.license_id.as_str()),
+        license.as_ref().map(|l| l.license_id.as_str()),
         status.as_str(),
         matches!(status, Status::Licensed | Status::Grace),
-        license.license().map(|l| l.expires_in(license.now())),
+        license.as_ref().map(|l| l.expires_in(state.license.now())),
     );
     for t in state.config.groups.iter().flat_map(|g| &g.targets) {
         let names = state.recorder.target(t.id);
@@ -206,7 +207,7 @@ async fn report(
 
 /// `GET /admin/reports/usage?from&to&group_by&format`.
 pub async fn usage_report(
-    State(state): State<AppState>,
+    Current(state): Current,
     headers: HeaderMap,
     q: Result<Query<UsageParams>, QueryRejection>,
 ) -> Answer {
@@ -218,7 +219,7 @@ pub async fn usage_report(
 
 /// `GET /v1/router/usage`: the caller's own usage (never anyone else's).
 pub async fn own_usage(
-    State(state): State<AppState>,
+    Current(state): Current,
     headers: HeaderMap,
     q: Result<Query<UsageParams>, QueryRejection>,
 ) -> Answer {
@@ -245,7 +246,7 @@ pub async fn own_usage(
 }
 
 /// `GET /admin/limits`: every quota and budget with its current use per subject.
-pub async fn limits(State(state): State<AppState>, headers: HeaderMap) -> Answer {
+pub async fn limits(Current(state): Current, headers: HeaderMap) -> Answer {
     require(&state, &headers, &[Role::ReportAdmin])?;
     licensed(&state, Feature::AdminReports)?;
     let body = match &state.limits {
@@ -257,7 +258,7 @@ pub async fn limits(State(state): State<AppState>, headers: HeaderMap) -> Answer
 
 /// `GET /admin/license`: the license status, its payload, which features it allows and the
 /// live instances — for report-admin (and admin) tokens, whatever the license includes.
-pub async fn license(State(state): State<AppState>, headers: HeaderMap) -> Answer {
+pub async fn license(Current(state): Current, headers: HeaderMap) -> Answer {
     require(&state, &headers, &[Role::ReportAdmin])?;
     let live = state.license.live_instances().await;
     Ok(json_response(
@@ -266,9 +267,56 @@ pub async fn license(State(state): State<AppState>, headers: HeaderMap) -> Answe
     ))
 }
 
+/// `GET /admin/config`: the config in force (hash, source file, when it was loaded), reload
+/// counts, the last reload error and settings waiting for a restart — for admin tokens.
+pub async fn config(State(live): State<Arc<Live>>, headers: HeaderMap) -> Answer {
+    let state = live.current();
+    require(&state, &headers, &[Role::Admin])?;
+    Ok(json_response(StatusCode::OK, live.report().to_string()))
+}
+
+/// `POST /admin/config/reload`: reloads the config file (admin). 200 with the new hash, or the
+/// reload's errors (with key paths) while the config in force stays.
+pub async fn reload(State(live): State<Arc<Live>>, headers: HeaderMap) -> Answer {
+    let state = live.current();
+    require(&state, &headers, &[Role::Admin])?;
+    match live.reload().await {
+        Ok(r) => Ok(json_response(
+            StatusCode::OK,
+            serde_json::json!({
+                "status": "reloaded",
+                "config_hash": r.hash,
+                "previous_hash": r.previous_hash,
+                "restart_needed": r.restart_needed,
+            })
+            .to_string(),
+        )),
+        Err(e) => {
+            let (status, code) = match e {
+                ReloadError::NoSource => (StatusCode::CONFLICT, "no_config_file"),
+                _ => (StatusCode::UNPROCESSABLE_ENTITY, "config_invalid"),
+            };
+            let lines = e.lines();
+            Err(json_response(
+                status,
+                serde_json::json!({
+                    "error": {
+                        "message": format!("config not reloaded; the config in force stays: {}", lines.join("; ")),
+                        "type": "invalid_request_error",
+                        "param": null,
+                        "code": code,
+                    },
+                    "errors": lines,
+                })
+                .to_string(),
+            ))
+        }
+    }
+}
+
 /// `GET /admin/requests/{request_id}`: every record of a request, with its attempts.
 pub async fn request_detail(
-    State(state): State<AppState>,
+    Current(state): Current,
     headers: HeaderMap,
     id: Result<Path<String>, PathRejection>,
 ) -> Answer {
@@ -360,7 +408,7 @@ pub fn export_line(r: &crate::usage::UsageRecord, csv: bool) -> String {
 
 /// `GET /admin/exports/usage?from&to&format=jsonl|csv`: streamed, in constant memory.
 pub async fn export(
-    State(state): State<AppState>,
+    Current(state): Current,
     headers: HeaderMap,
     q: Result<Query<UsageParams>, QueryRejection>,
 ) -> Answer {

@@ -14,6 +14,7 @@ pub use secret::{Secret, SecretError, SecretSource, hash_token, hash_token_hex, 
 pub use validate::hex;
 pub use validate::{parse, validate};
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -82,6 +83,8 @@ pub struct ServerConfig {
     pub max_connections: Option<usize>,
     /// This deployment's id (a license may be bound to it).
     pub deployment_id: Option<String>,
+    /// Reload the config when its file changes (polled, debounced).
+    pub watch_config: bool,
 }
 
 /// `[license]`, validated.
@@ -280,6 +283,46 @@ pub struct TargetConfig {
     pub max_output_tokens: Option<u32>,
     /// Prices.
     pub price: Option<Price>,
+}
+
+/// Target ids that stay the same across config reloads: one per (provider name, provider base
+/// URL, model), handed out in order of first appearance. Per-target health and session
+/// affinity are indexed by these ids, so a reloaded config keeps what was learned about the
+/// targets it still has (a provider pointed at another URL is a new target).
+#[derive(Debug, Default)]
+pub struct TargetIds(HashMap<(String, String, String), usize>);
+
+impl TargetIds {
+    fn key(config: &Config, t: &TargetConfig) -> (String, String, String) {
+        let p = &config.providers[t.provider];
+        (p.name.clone(), p.base_url.clone(), t.model.clone())
+    }
+
+    /// The ids a freshly validated `config` carries.
+    pub fn of(config: &Config) -> Self {
+        let mut ids = HashMap::new();
+        for t in config.groups.iter().flat_map(|g| &g.targets) {
+            ids.insert(Self::key(config, t), t.id);
+        }
+        TargetIds(ids)
+    }
+
+    /// Gives `config`'s targets their ids: a known (provider, URL, model) keeps its id, a new
+    /// one gets the next; `target_count` becomes one past the largest id ever given.
+    pub fn assign(&mut self, config: &mut Config) {
+        let keys: Vec<Vec<(String, String, String)>> = config
+            .groups
+            .iter()
+            .map(|g| g.targets.iter().map(|t| Self::key(config, t)).collect())
+            .collect();
+        for (g, keys) in config.groups.iter_mut().zip(keys) {
+            for (t, key) in g.targets.iter_mut().zip(keys) {
+                let next = self.0.len();
+                t.id = *self.0.entry(key).or_insert(next);
+            }
+        }
+        config.target_count = self.0.len();
+    }
 }
 
 /// What a token may do.

@@ -89,6 +89,9 @@ pub struct RawServer {
     /// This deployment's id, matched against a license's `deployment_id`.
     #[serde(default)]
     pub deployment_id: Option<String>,
+    /// Reload the config when its file changes.
+    #[serde(default)]
+    pub watch_config: bool,
 }
 
 impl Default for RawServer {
@@ -104,6 +107,7 @@ impl Default for RawServer {
             idle_timeout_ms: default_idle_timeout(),
             max_connections: 0,
             deployment_id: None,
+            watch_config: false,
         }
     }
 }

@@ -292,6 +292,7 @@ fn validate_server(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option<Ser
         idle_timeout: Duration::from_millis(s.idle_timeout_ms),
         max_connections: (s.max_connections > 0).then_some(s.max_connections),
         deployment_id: s.deployment_id.clone(),
+        watch_config: s.watch_config,
     })
 }
 

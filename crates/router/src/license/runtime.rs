@@ -7,6 +7,7 @@
 
 use super::{Feature, License, Status, rfc3339};
 use crate::usage::store::{Instance, StoreError, UsageStore};
+use arc_swap::ArcSwapOption;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -67,7 +68,8 @@ pub struct Warning {
 
 /// The license a running router holds, and its instance registration.
 pub struct LicenseState {
-    license: Option<License>,
+    /// Swapped when a reloaded config brings another license.
+    license: ArcSwapOption<License>,
     clock: Clock,
     me: Instance,
     /// The shared store instances register in (PostgreSQL), with the heartbeat interval.
@@ -79,7 +81,7 @@ pub struct LicenseState {
 impl std::fmt::Debug for LicenseState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LicenseState")
-            .field("license", &self.license.as_ref().map(|l| &l.license_id))
+            .field("license", &self.license().map(|l| l.license_id.clone()))
             .field("instance", &self.me.instance_id)
             .field("registry", &self.registry.is_some())
             .finish()
@@ -98,7 +100,7 @@ impl LicenseState {
     pub fn new(license: Option<License>, clock: Clock) -> Self {
         let now = crate::time::now_ms();
         LicenseState {
-            license,
+            license: ArcSwapOption::from(license.map(Arc::new)),
             clock,
             me: Instance {
                 instance_id: crate::ids::uuid_v7(),
@@ -121,8 +123,14 @@ impl LicenseState {
     }
 
     /// The license in force (`None`: unlicensed evaluation).
-    pub fn license(&self) -> Option<&License> {
-        self.license.as_ref()
+    pub fn license(&self) -> Option<Arc<License>> {
+        self.license.load_full()
+    }
+
+    /// Puts `license` in force (a reloaded config's; `None`: unlicensed evaluation). The
+    /// instance registration stays as it is.
+    pub fn replace(&self, license: Option<License>) {
+        self.license.store(license.map(Arc::new));
     }
 
     /// This process as the registry knows it.
@@ -137,25 +145,24 @@ impl LicenseState {
 
     /// The status now.
     pub fn status(&self) -> Status {
-        self.license
-            .as_ref()
+        self.license()
             .map_or(Status::Unlicensed, |l| l.status(self.now()))
     }
 
     /// Whether `feature` may be used: always when unlicensed (evaluation), else when the
     /// license includes it (whatever its dates: expiry never turns a feature off).
     pub fn allows(&self, feature: Feature) -> bool {
-        self.license.as_ref().is_none_or(|l| l.has(feature))
+        self.license().is_none_or(|l| l.has(feature))
     }
 
     /// Most live instances on a shared store (unlicensed evaluation: one).
     pub fn max_instances(&self) -> u32 {
-        self.license.as_ref().map_or(1, |l| l.max_instances)
+        self.license().map_or(1, |l| l.max_instances)
     }
 
     /// What the instance limit is counted for, in messages.
     fn what(&self) -> String {
-        match &self.license {
+        match self.license() {
             Some(l) => format!("license {}", l.license_id),
             None => "unlicensed evaluation (install a license.json for more replicas)".into(),
         }
@@ -208,7 +215,7 @@ impl LicenseState {
     /// The warning due now, at most once per UTC day (by the injected clock): in the last 30
     /// days before expiry, in grace, and past grace.
     pub fn warning(&self) -> Option<Warning> {
-        let l = self.license.as_ref()?;
+        let l = self.license()?;
         let now = self.now();
         let day = crate::time::unix_ms(now).div_euclid(86_400_000);
         let warning = match l.status(now) {
@@ -249,7 +256,7 @@ impl LicenseState {
     pub fn report(&self, live: Option<Result<Vec<Instance>, StoreError>>) -> Value {
         let now = self.now();
         let (keys, official) = super::trusted_key_ids();
-        let license = self.license.as_ref().map(|l| {
+        let license = self.license().map(|l| {
             json!({
                 "path": l.path.display().to_string(),
                 "license_id": l.license_id,

@@ -130,10 +130,11 @@ fn latency_buckets() -> impl Iterator<Item = f64> {
     .into_iter()
 }
 
-/// Every metric the router exports.
-#[derive(Debug)]
+/// Every metric the router exports. Clones share every series (a reloaded config's
+/// [`Metrics::reconfigured`] keeps counting where the old one was).
+#[derive(Debug, Clone)]
 pub struct Metrics {
-    registry: Registry,
+    registry: Arc<Registry>,
     requests: Family<RequestLabels, Counter>,
     duration: Family<RequestLabels, Histogram>,
     ttft: Family<GroupLabels, Histogram>,
@@ -167,6 +168,10 @@ pub struct Metrics {
     quota_decisions: Family<QuotaLabels, Counter>,
     /// 1 while the limits backend answers.
     limits_backend_up: Gauge,
+    /// Config reloads that took effect.
+    pub config_reloads: Counter,
+    /// Config reloads refused (the old config stayed in force).
+    pub config_reload_failures: Counter,
     /// Seconds until the license expires (negative once past), when there is one.
     license_expiry: Family<LicenseLabels, Gauge>,
     /// 1 while the license is valid (licensed or in grace), one series with its status.
@@ -188,6 +193,17 @@ impl Metrics {
     /// A fresh registry for `config`'s groups.
     pub fn for_config(config: &crate::config::Config) -> Self {
         let mut m = Self::new();
+        m.groups = config
+            .groups
+            .iter()
+            .map(|g| (g.name.clone(), Arc::from(g.name.as_str())))
+            .collect();
+        m
+    }
+
+    /// The same series, labelling groups by `config`'s names (for a reloaded config).
+    pub fn reconfigured(&self, config: &crate::config::Config) -> Self {
+        let mut m = self.clone();
         m.groups = config
             .groups
             .iter()
@@ -300,6 +316,18 @@ impl Metrics {
             "1 while the limits backend (memory, or Redis) answers",
         );
         limits_backend_up.set(1);
+        let config_reloads = Counter::default();
+        registry.register(
+            "config_reloads",
+            "Config reloads that took effect",
+            config_reloads.clone(),
+        );
+        let config_reload_failures = Counter::default();
+        registry.register(
+            "config_reload_failures",
+            "Config reloads refused (invalid config or license); the old config stayed in force",
+            config_reload_failures.clone(),
+        );
         let license_expiry = Family::<LicenseLabels, Gauge>::default();
         registry.register(
             "license_expiry_seconds",
@@ -319,7 +347,7 @@ impl Metrics {
             target_cooling.clone(),
         );
         Metrics {
-            registry,
+            registry: Arc::new(registry),
             requests,
             duration,
             ttft,
@@ -341,6 +369,8 @@ impl Metrics {
             connections_closed,
             quota_decisions,
             limits_backend_up,
+            config_reloads,
+            config_reload_failures,
             license_expiry,
             license_valid,
             groups: HashMap::new(),

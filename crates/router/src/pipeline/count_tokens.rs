@@ -9,11 +9,10 @@ use super::{Arrival, RequestContext, govern, plan, respond};
 use crate::error::Error;
 use crate::outcome::Attempt;
 use crate::policy::Purpose;
-use crate::state::AppState;
+use crate::reload::Current;
 use crate::upstream::{AttemptHeaders, Endpoint, UpstreamError};
 use axum::Extension;
 use axum::body::Body;
-use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
 use dialects::Dialect;
@@ -35,7 +34,7 @@ const IMAGE_TOKENS: usize = 1600;
 
 /// Handles a token count request.
 pub async fn count_tokens(
-    State(state): State<AppState>,
+    Current(state): Current,
     Extension(arrival): Extension<Arrival>,
     headers: HeaderMap,
     body: Body,

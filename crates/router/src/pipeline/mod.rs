@@ -31,11 +31,11 @@ pub use record::Outcome;
 use crate::auth::Role;
 use crate::error::Error;
 use crate::policy::Purpose;
+use crate::reload::Current;
 use crate::state::AppState;
 use attempt::Committed;
 use axum::Extension;
 use axum::body::Body;
-use axum::extract::State;
 use axum::response::Response;
 use conversion::Conversion;
 use dialects::Dialect;
@@ -90,7 +90,7 @@ impl RequestContext {
 
 /// `POST /v1/chat/completions`.
 pub async fn chat_completions(
-    State(state): State<AppState>,
+    Current(state): Current,
     Extension(arrival): Extension<Arrival>,
     headers: HeaderMap,
     body: Body,
@@ -100,7 +100,7 @@ pub async fn chat_completions(
 
 /// `POST /v1/messages` (a `?beta=true` query is accepted and ignored).
 pub async fn messages(
-    State(state): State<AppState>,
+    Current(state): Current,
     Extension(arrival): Extension<Arrival>,
     headers: HeaderMap,
     body: Body,
@@ -110,7 +110,7 @@ pub async fn messages(
 
 /// `POST /v1/responses`.
 pub async fn responses(
-    State(state): State<AppState>,
+    Current(state): Current,
     Extension(arrival): Extension<Arrival>,
     headers: HeaderMap,
     body: Body,
@@ -120,7 +120,7 @@ pub async fn responses(
 
 /// `GET /v1/responses`: after authentication, a WebSocket upgrade (Codex's optional transport)
 /// gets a fast 426 so the client falls back to HTTP streaming; anything else is 405.
-pub async fn responses_upgrade(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn responses_upgrade(Current(state): Current, headers: HeaderMap) -> Response {
     let surface = Dialect::OpenAiResponses;
     if let Err(e) = state.auth.require(&headers, &[Role::Caller]) {
         return e.into_response(surface);

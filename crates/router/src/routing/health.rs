@@ -1,9 +1,12 @@
 //! Per-target health, in memory and lock-free: consecutive failures, cooldown, and an EWMA of
 //! time to first byte. Indexed by [`crate::config::TargetConfig::id`], so a (provider, model)
-//! pair listed by several groups has one health.
+//! pair listed by several groups has one health. Target ids stay the same across config
+//! reloads, and a reloaded config's health shares the entries of the targets it keeps
+//! ([`Health::carried`]), so requests still running on the old config feed the same state.
 
 use crate::config::RoutingConfig;
 use crate::upstream::UpstreamError;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -22,7 +25,7 @@ struct TargetHealth {
 /// Health of every target.
 #[derive(Debug)]
 pub struct Health {
-    targets: Vec<TargetHealth>,
+    targets: Vec<Arc<TargetHealth>>,
     epoch: Instant,
     failures_to_cool: u32,
     cooldown: Duration,
@@ -32,8 +35,22 @@ impl Health {
     /// Health for `count` targets, all healthy.
     pub fn new(count: usize, routing: &RoutingConfig) -> Self {
         Health {
-            targets: (0..count).map(|_| TargetHealth::default()).collect(),
+            targets: (0..count).map(|_| Arc::default()).collect(),
             epoch: Instant::now(),
+            failures_to_cool: routing.cooldown_after_failures,
+            cooldown: routing.cooldown,
+        }
+    }
+
+    /// Health for `count` targets under new routing settings, sharing `previous`'s entries
+    /// (failures, cooldowns, latency) for the ids it has: a config reload keeps what the router
+    /// learned about the targets that remain.
+    pub fn carried(count: usize, routing: &RoutingConfig, previous: &Health) -> Self {
+        Health {
+            targets: (0..count)
+                .map(|id| previous.targets.get(id).cloned().unwrap_or_default())
+                .collect(),
+            epoch: previous.epoch,
             failures_to_cool: routing.cooldown_after_failures,
             cooldown: routing.cooldown,
         }

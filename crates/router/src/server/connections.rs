@@ -13,7 +13,8 @@
 //! - **Drain.** On shutdown the listener closes, idle connections close at once and busy ones
 //!   after their response, within `drain_timeout`.
 
-use crate::state::AppState;
+use crate::metrics::Metrics;
+use crate::reload::Live;
 use axum::Router;
 use axum::body::Body;
 use bytes::Bytes;
@@ -244,12 +245,15 @@ fn set_nodelay(tcp: &tokio::net::TcpStream) {
 /// `server.drain_timeout`. Returns whether every connection finished in time.
 pub(super) async fn run(
     listener: TcpListener,
-    state: AppState,
+    live: Arc<Live>,
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<bool> {
-    let limits = Limits::of(&state.config.server);
-    let metrics = &state.recorder.metrics;
+    // Connection settings are read once, at start (a reload reports them as restart-only);
+    // metrics series are the same in every runtime.
+    let limits = Limits::of(&live.current().config.server);
+    let metrics = live.current().recorder.metrics.clone();
+    let metrics = &metrics;
     let tracker = Arc::new(Tracker {
         epoch: Instant::now(),
         conns: Mutex::new(HashMap::new()),
@@ -259,7 +263,7 @@ pub(super) async fn run(
     let (stop_tx, stop_rx) = watch::channel(false);
     let reaper = {
         let tracker = tracker.clone();
-        let state = state.clone();
+        let metrics = metrics.clone();
         let mut stop = stop_rx.clone();
         let tick = (limits.header_read_timeout.min(limits.idle_timeout) / 4)
             .clamp(Duration::from_millis(50), Duration::from_secs(1));
@@ -272,7 +276,7 @@ pub(super) async fn run(
                     _ = stop.changed() => return,
                 }
                 let (header, idle) = tracker.reap(&limits);
-                let m = &state.recorder.metrics;
+                let m = &metrics;
                 m.connections_closed(CloseReason::HeaderTimeout.label(), header);
                 m.connections_closed(CloseReason::IdleTimeout.label(), idle);
             }
@@ -292,7 +296,7 @@ pub(super) async fn run(
                 }
                 tokio::select! {
                     slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
-                    _ = &mut shutdown => return drain(state, tracker, stop_tx, reaper).await,
+                    _ = &mut shutdown => return drain(live, tracker, stop_tx, reaper).await,
                 }
             }
         };
@@ -322,20 +326,21 @@ pub(super) async fn run(
                 _permit: slot,
             },
             stop_rx.clone(),
-            state.clone(),
+            metrics.clone(),
         ));
     }
     drop(listener);
-    drain(state, tracker, stop_tx, reaper).await
+    drain(live, tracker, stop_tx, reaper).await
 }
 
 /// Stops accepting, asks every connection to finish, and waits up to the drain timeout.
 async fn drain(
-    state: AppState,
+    live: Arc<Live>,
     tracker: Arc<Tracker>,
     stop: watch::Sender<bool>,
     reaper: tokio::task::JoinHandle<()>,
 ) -> std::io::Result<bool> {
+    let state = live.current();
     let drain = state.config.server.drain_timeout;
     state.start_draining();
     tracing::info!(
@@ -376,7 +381,7 @@ async fn serve_connection(
     app: Router,
     slot: Slot,
     mut stop: watch::Receiver<bool>,
-    state: AppState,
+    metrics: Metrics,
 ) {
     let (conn, id, tracker) = (slot.conn.clone(), slot.id, slot.tracker.clone());
     let service = {
@@ -430,7 +435,7 @@ async fn serve_connection(
         // The connection (and its socket) is dropped here, before its slot is given back.
     }
     tracker.remove(id);
-    state.recorder.metrics.connections_open.dec();
+    metrics.connections_open.dec();
     drop(slot);
 }
 

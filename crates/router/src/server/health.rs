@@ -1,8 +1,7 @@
 //! `/livez`, `/readyz`, `/version`: no token needed, nothing about callers, groups or providers.
 
-use crate::state::AppState;
+use crate::reload::Current;
 use axum::Json;
-use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde_json::json;
@@ -20,7 +19,7 @@ pub(super) async fn livez() -> Response {
 
 /// Ready to take traffic: config loaded, not draining, and usage can be kept (the store
 /// answers, or the spool has room). Names the failing check otherwise.
-pub(super) async fn readyz(State(state): State<AppState>) -> Response {
+pub(super) async fn readyz(Current(state): Current) -> Response {
     let draining = state.draining();
     let usage_ok = state.recorder.writer().is_none_or(|w| {
         w.stats.store_up.load(Ordering::Relaxed) || !w.stats.spool_full.load(Ordering::Relaxed)
@@ -42,7 +41,7 @@ pub(super) async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// Version, commit, build date, config hash and the license status word.
-pub(super) async fn version(State(state): State<AppState>) -> Response {
+pub(super) async fn version(Current(state): Current) -> Response {
     let b = &state.build;
     Json(json!({
         "version": b.version,

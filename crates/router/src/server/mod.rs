@@ -9,15 +9,16 @@ mod models;
 pub use connections::Limits;
 
 use crate::error::Error;
-use crate::state::AppState;
+use crate::reload::{IntoLive, Live};
 use axum::Router;
 use axum::routing::{get, post};
 use dialects::Dialect;
 use std::future::Future;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 
-/// The router's routes and middleware.
-pub fn app(state: AppState) -> Router {
+/// The router's routes and middleware, serving whichever runtime `live` holds.
+pub fn app(live: Arc<Live>) -> Router {
     Router::new()
         .route(
             "/v1/chat/completions",
@@ -42,13 +43,15 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/exports/usage", get(crate::admin::export))
         .route("/admin/limits", get(crate::admin::limits))
         .route("/admin/license", get(crate::admin::license))
+        .route("/admin/config", get(crate::admin::config))
+        .route("/admin/config/reload", post(crate::admin::reload))
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
         .route("/version", get(health::version))
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(context::request_context))
-        .with_state(state)
+        .with_state(live)
 }
 
 fn echo_path(uri: &http::Uri) -> String {
@@ -89,11 +92,12 @@ pub fn bind(addr: std::net::SocketAddr, backlog: u32) -> std::io::Result<TcpList
 /// up to `server.drain_timeout` for in-flight requests. Returns whether the drain completed.
 pub async fn serve(
     listener: TcpListener,
-    state: AppState,
+    state: impl IntoLive,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<bool> {
-    let app = app(state.clone());
-    connections::run(listener, state, app, shutdown).await
+    let live = state.into_live();
+    let app = app(live.clone());
+    connections::run(listener, live, app, shutdown).await
 }
 
 #[cfg(test)]

@@ -2,9 +2,9 @@
 
 use crate::auth::Role;
 use crate::error::Error;
-use crate::state::AppState;
+use crate::reload::Current;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::response::{IntoResponse, Response};
 use dialects::Dialect;
 use http::HeaderMap;
@@ -33,7 +33,7 @@ fn anthropic_model(name: &str) -> Value {
 
 /// Lists the caller's groups in OpenAI list shape, or Anthropic's when asked with
 /// `anthropic-version`.
-pub(super) async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub(super) async fn list(Current(state): Current, headers: HeaderMap) -> Response {
     let dialect = dialect_of(&headers);
     let caller = match state.auth.require(&headers, &[Role::Caller]) {
         Ok(c) => c,
@@ -60,7 +60,7 @@ pub(super) async fn list(State(state): State<AppState>, headers: HeaderMap) -> R
 
 /// One group, or 404 `model_not_found` when unknown or not allowed (indistinguishable).
 pub(super) async fn get_one(
-    State(state): State<AppState>,
+    Current(state): Current,
     id: Result<Path<String>, axum::extract::rejection::PathRejection>,
     headers: HeaderMap,
 ) -> Response {

@@ -159,6 +159,8 @@ pub struct Provider {
     pub max_event_bytes: usize,
     scrubber: Scrubber,
     client: HttpClient,
+    /// The pool's (connect timeout, idle timeout).
+    pool: (Duration, Duration),
 }
 
 /// Removes a provider's own secrets — its API key, and its configured header values of eight
@@ -225,22 +227,18 @@ pub enum Endpoint {
 impl Provider {
     /// Builds the provider and its client from config.
     pub fn new(config: &ProviderConfig) -> Self {
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(config.connect_timeout));
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        // The pool needs a timer to close idle connections: without one, idle timeouts are only
-        // checked when a connection is next checked out, and idle sockets linger.
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(1024)
-            .build(https);
+        Self::carried(config, None)
+    }
+
+    /// The client for a reloaded `config`: `previous`'s connection pool is kept when the
+    /// connection settings are the same (warm connections survive a reload); everything else
+    /// (URL, key, headers, limits) comes from `config`.
+    pub fn carried(config: &ProviderConfig, previous: Option<&Provider>) -> Self {
+        let pool = (config.connect_timeout, config.pool_idle_timeout);
+        let client = match previous.filter(|p| p.pool == pool) {
+            Some(p) => p.client.clone(),
+            None => Self::client(config),
+        };
         let mut secrets: Vec<Vec<u8>> = config
             .headers
             .iter()
@@ -274,7 +272,28 @@ impl Provider {
             max_event_bytes: config.max_event_bytes,
             scrubber: Scrubber::new(secrets),
             client,
+            pool,
         }
+    }
+
+    /// A connection pool with `config`'s connect and idle timeouts.
+    fn client(config: &ProviderConfig) -> HttpClient {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(config.connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        // The pool needs a timer to close idle connections: without one, idle timeouts are only
+        // checked when a connection is next checked out, and idle sockets linger.
+        Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(1024)
+            .build(https)
     }
 
     /// The dialect this provider speaks.

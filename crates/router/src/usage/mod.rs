@@ -43,6 +43,17 @@ impl Recorder {
         }
     }
 
+    /// The recorder for a reloaded `config`: the same metrics series, writer and outcome
+    /// queue, with `config`'s targets and group names.
+    pub fn reconfigured(&self, config: &Config) -> Self {
+        Recorder {
+            metrics: self.metrics.reconfigured(config),
+            targets: TargetTable::from_config(config),
+            writer: self.writer.clone(),
+            outcomes: self.outcomes.clone(),
+        }
+    }
+
     /// Also sends usage records to `writer`.
     pub fn with_writer(mut self, writer: Arc<Writer>) -> Self {
         self.writer = Some(writer);

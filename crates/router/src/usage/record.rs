@@ -129,9 +129,18 @@ impl TargetTable {
                 }
             }
         }
+        // Ids of targets an earlier config had (ids outlive reloads) are never looked up
+        // through this table.
         TargetTable(
             t.into_iter()
-                .map(|i| i.expect("target ids are dense"))
+                .map(|i| {
+                    i.unwrap_or_else(|| TargetInfo {
+                        provider: "-".into(),
+                        model: "-".into(),
+                        price: None,
+                        header: None,
+                    })
+                })
                 .collect(),
         )
     }

@@ -40,6 +40,20 @@ pub struct Limits {
     budgets: Vec<Arc<BudgetStage>>,
     ledger: Arc<Ledger>,
     stage: Arc<LimitsStage>,
+    /// What the ledger was built from: a reloaded config with the same keeps the ledger.
+    ledger_key: String,
+}
+
+/// The backend settings a ledger is built from, as one comparable value.
+fn ledger_key(config: &LimitsConfig) -> String {
+    format!(
+        "{:?}|{:?}|{}|{}|{:?}",
+        config.redis_url,
+        config.on_backend_error,
+        config.expected_replicas,
+        config.lease_fraction,
+        config.backend_timeout
+    )
 }
 
 /// Why the limits could not be set up.
@@ -56,20 +70,40 @@ impl Limits {
         store: Option<Arc<dyn UsageStore>>,
         metrics: LimitsMetrics,
     ) -> Result<Self, LimitsError> {
+        Self::carried(None, config, callers, groups, store, metrics)
+    }
+
+    /// Like [`Limits::new`] for a reloaded config: when its backend settings are those of
+    /// `previous`, the ledger (backend connection and counts) is kept, so windows and budgets
+    /// go on counting where they were.
+    pub fn carried(
+        previous: Option<&Limits>,
+        config: &LimitsConfig,
+        callers: &[Arc<Caller>],
+        groups: &[GroupConfig],
+        store: Option<Arc<dyn UsageStore>>,
+        metrics: LimitsMetrics,
+    ) -> Result<Self, LimitsError> {
         let prefix = &config.key_prefix;
-        let backend: Arc<dyn Backend> = match &config.redis_url {
-            Some(url) => Arc::new(backend::Redis::new(url, config.backend_timeout)?),
-            None => Arc::new(backend::Memory::default()),
+        let key = ledger_key(config);
+        let ledger = match previous.filter(|p| p.ledger_key == key) {
+            Some(p) => p.ledger.clone(),
+            None => {
+                let backend: Arc<dyn Backend> = match &config.redis_url {
+                    Some(url) => Arc::new(backend::Redis::new(url, config.backend_timeout)?),
+                    None => Arc::new(backend::Memory::default()),
+                };
+                Ledger::new(
+                    backend,
+                    LedgerSettings {
+                        on_error: config.on_backend_error,
+                        replicas: config.expected_replicas,
+                        lease_fraction: config.lease_fraction,
+                    },
+                    metrics.backend_up.clone(),
+                )
+            }
         };
-        let ledger = Ledger::new(
-            backend,
-            LedgerSettings {
-                on_error: config.on_backend_error,
-                replicas: config.expected_replicas,
-                lease_fraction: config.lease_fraction,
-            },
-            metrics.backend_up.clone(),
-        );
         let quotas: Vec<Arc<QuotaStage>> = config
             .quotas
             .iter()
@@ -127,6 +161,7 @@ impl Limits {
             budgets,
             ledger,
             stage,
+            ledger_key: key,
         })
     }
 
