@@ -60,6 +60,7 @@ fn record(i: u64, base_ms: i64) -> UsageRecord {
         affinity_hit: Some(i % 2 == 0),
         quota: None,
         annotations: "[]".into(),
+        config_hash: "bench".into(),
     }
 }
 

@@ -72,6 +72,8 @@ pub struct RequestOutcome {
     pub annotations: Vec<Annotation>,
     /// The quota or budget that refused the request, or would have (shadow mode).
     pub quota: Option<Arc<str>>,
+    /// The hash of the config the request was served under.
+    pub config_hash: Arc<str>,
 }
 
 /// A governance stage's note on a request's record (never content).

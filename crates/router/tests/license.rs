@@ -714,3 +714,78 @@ async fn endpoints_of_unlicensed_features_are_refused() {
     .await;
     assert_eq!(own.status, 503, "{}", own.text());
 }
+
+/// A reload checks the license like a start: a config using a feature the license lacks, or a
+/// license past grace, is refused (the config in force stays); a renewed license is taken.
+#[tokio::test]
+async fn reloads_check_the_license() {
+    let narrow = signed(
+        "reload-narrow.json",
+        payload(
+            json!({"license_id": "LIC-A", "features": ["routing", "usage_reporting", "private_upstreams"]}),
+        ),
+    );
+    let wide = signed(
+        "reload-wide.json",
+        payload(
+            json!({"license_id": "LIC-B", "features": ["routing", "usage_reporting", "private_upstreams", "quotas"]}),
+        ),
+    );
+    let expired = signed(
+        "reload-expired.json",
+        payload(
+            json!({"license_id": "LIC-C", "expires_at": stamp(T0 + 2 * 86_400), "grace_days": 0}),
+        ),
+    );
+    let text = |license: &Path, quota: bool| {
+        format!(
+            "{}\n[license]\npath = \"{}\"\n{}",
+            default_config().replace("roles = [\"metrics-admin\"]", "roles = [\"admin\"]"),
+            license.display(),
+            if quota {
+                "[[quotas]]\nname = \"q\"\nrequests_per_minute = 100\n"
+            } else {
+                ""
+            }
+        )
+    };
+    let (c, now) = clock(T0 + 86_400);
+    let h = Harness::licensed(
+        &text(&narrow, false),
+        Arc::new(LicenseState::new(Some(read(&narrow).unwrap()), c)),
+    )
+    .await;
+    let before = h.live.current().config.hash.clone();
+    h.rewrite(&text(&narrow, true));
+    let e = h.live.reload().await.unwrap_err().to_string();
+    assert!(
+        e.contains("quotas[0]: feature \"quotas\" is not licensed (license LIC-A"),
+        "{e}"
+    );
+    assert_eq!(h.live.current().config.hash, before);
+    // A renewed license with the feature: taken, and shown.
+    h.rewrite(&text(&wide, true));
+    h.live.reload().await.unwrap();
+    let a = send(
+        "GET",
+        &h.url("/admin/license"),
+        &[("authorization", "Bearer metrics-token")],
+        bytes::Bytes::new(),
+    )
+    .await
+    .json();
+    assert_eq!(a["license"]["license_id"], "LIC-B", "{a}");
+    // Past grace (by the injected clock): refused with what to do; traffic goes on.
+    now.store(T0 + 5 * 86_400, Ordering::Relaxed);
+    h.rewrite(&text(&expired, false));
+    let e = h.live.reload().await.unwrap_err().to_string();
+    assert!(e.contains("install a renewed license.json"), "{e}");
+    let r = send(
+        "POST",
+        &h.url("/v1/chat/completions"),
+        &[("authorization", "Bearer test-token")],
+        chat_body(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+}

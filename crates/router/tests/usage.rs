@@ -586,14 +586,15 @@ async fn issue_12_unreadable_spool_lines_are_counted_and_kept(url: String) {
     let _ = std::fs::remove_file(&rejected);
 }
 
-/// A table made before `quota` and `annotations` existed gains them on migrate, keeps its rows,
-/// and takes records with them.
+/// A table made before `quota`, `annotations` and `config_hash` existed gains them on migrate,
+/// keeps its rows, and takes records with them.
 async fn older_tables_gain_the_new_columns(url: String) {
     let store = router::usage::store::open(&url).unwrap();
     store.migrate().await.unwrap();
     // Make it look like the first release's table: drop the two later columns.
     sql(&url, "ALTER TABLE usage_records DROP COLUMN quota").await;
     sql(&url, "ALTER TABLE usage_records DROP COLUMN annotations").await;
+    sql(&url, "ALTER TABLE usage_records DROP COLUMN config_hash").await;
     let store = router::usage::store::open(&url).unwrap();
     store.migrate().await.unwrap();
     store.migrate().await.unwrap();
@@ -616,6 +617,11 @@ async fn older_tables_gain_the_new_columns(url: String) {
         "{}",
         r[0].annotations
     );
+    assert_eq!(
+        r[0].config_hash, h.state.config.hash,
+        "the record names its config"
+    );
+    assert_eq!(r[0].config_hash.len(), 64);
 }
 
 both_backends!(

@@ -515,8 +515,11 @@ pub(crate) async fn serve_until(
     );
     let (stop, rx) = tokio::sync::watch::channel(false);
     stops.push((stop, tokio::spawn(live.clone().watch(rx))));
+    // Installed before the banner: a SIGHUP from then on reloads (never terminates).
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("installing the SIGHUP handler")?;
     let (stop, rx) = tokio::sync::watch::channel(false);
-    stops.push((stop, tokio::spawn(reload_on_sighup(live.clone(), rx))));
+    stops.push((stop, tokio::spawn(reload_on_sighup(live.clone(), hup, rx))));
     banner(addr);
     tracing::info!(%addr, "listening");
     let drained = router::server::serve(listener, live, shutdown_signal()).await?;
@@ -534,13 +537,9 @@ pub(crate) async fn serve_until(
 /// Reloads the config on every SIGHUP until `stop` turns true.
 async fn reload_on_sighup(
     live: Arc<router::reload::Live>,
+    mut hup: tokio::signal::unix::Signal,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("SIGHUP handler not installed: reload with POST /admin/config/reload");
-        return;
-    };
     loop {
         tokio::select! {
             _ = hup.recv() => {

@@ -383,6 +383,7 @@ pub const EXPORT_COLUMNS: &[&str] = &[
     "cost_usd",
     "affinity_hit",
     "quota",
+    "config_hash",
 ];
 
 /// One record as an export line (JSONL or CSV).

@@ -64,6 +64,7 @@ impl Outcome {
                 overhead: None,
                 annotations: Vec::new(),
                 quota: None,
+                config_hash: recorder.config_hash(),
             }),
             started: arrival.started,
             recorder,

@@ -27,6 +27,8 @@ use tokio::sync::mpsc;
 pub struct Recorder {
     /// The metrics registry.
     pub metrics: Metrics,
+    /// The hash of the config this recorder belongs to (on every record).
+    config_hash: Arc<str>,
     targets: TargetTable,
     writer: Option<Arc<Writer>>,
     outcomes: Option<mpsc::Sender<RequestOutcome>>,
@@ -37,6 +39,7 @@ impl Recorder {
     pub fn new(config: &Config) -> Self {
         Recorder {
             metrics: Metrics::for_config(config),
+            config_hash: config.hash.as_str().into(),
             targets: TargetTable::from_config(config),
             writer: None,
             outcomes: None,
@@ -48,10 +51,16 @@ impl Recorder {
     pub fn reconfigured(&self, config: &Config) -> Self {
         Recorder {
             metrics: self.metrics.reconfigured(config),
+            config_hash: config.hash.as_str().into(),
             targets: TargetTable::from_config(config),
             writer: self.writer.clone(),
             outcomes: self.outcomes.clone(),
         }
+    }
+
+    /// The hash of the config requests recorded here are served under.
+    pub fn config_hash(&self) -> Arc<str> {
+        self.config_hash.clone()
     }
 
     /// Also sends usage records to `writer`.

@@ -75,6 +75,10 @@ pub struct UsageRecord {
     /// Governance notes: a JSON array of `{"stage", "note"}` (never content).
     #[serde(default = "empty_array")]
     pub annotations: String,
+    /// SHA-256 of the config file the request was served under (empty for records written
+    /// before it was recorded).
+    #[serde(default)]
+    pub config_hash: String,
 }
 
 fn empty_array() -> String {
@@ -221,6 +225,7 @@ impl UsageRecord {
             warnings: serde_json::to_string(&o.warnings).expect("strings serialise"),
             affinity_hit: o.affinity_hit,
             quota: o.quota.as_deref().map(str::to_string),
+            config_hash: o.config_hash.to_string(),
             annotations: if o.annotations.is_empty() {
                 empty_array()
             } else {

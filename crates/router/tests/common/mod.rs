@@ -23,7 +23,12 @@ pub(crate) const TOKEN: &str = "test-token";
 pub(crate) struct Harness {
     pub fake: FakeUpstream,
     pub addr: SocketAddr,
+    /// The runtime the harness started with (`live.current()` is the one in force).
     pub state: Arc<Runtime>,
+    /// The router across reloads (its source is `config_path`).
+    pub live: Arc<router::reload::Live>,
+    /// The config file the router reloads from.
+    pub config_path: std::path::PathBuf,
     pub outcomes: mpsc::Receiver<RequestOutcome>,
     pub writer: Option<Arc<router::usage::Writer>>,
     pub store: Option<Arc<dyn router::usage::store::UsageStore>>,
@@ -113,14 +118,18 @@ impl Harness {
         let state = Arc::new(
             Runtime::new(config, recorder, BuildInfo::default(), None).with_license(license),
         );
+        let config_path = config_file(&text);
+        let live = router::reload::Live::from_arc(state.clone(), Some(config_path.clone()));
         let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(router::server::serve(listener, state.clone(), async {
+        let server = tokio::spawn(router::server::serve(listener, live.clone(), async {
             let _ = rx.await;
         }));
         Harness {
             fake,
             addr,
             state,
+            live,
+            config_path,
             outcomes,
             writer: None,
             store: None,
@@ -162,14 +171,18 @@ impl Harness {
             BuildInfo::default(),
             Some(store.clone()),
         ));
+        let config_path = config_file(&text);
+        let live = router::reload::Live::from_arc(state.clone(), Some(config_path.clone()));
         let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(router::server::serve(listener, state.clone(), async {
+        let server = tokio::spawn(router::server::serve(listener, live.clone(), async {
             let _ = rx.await;
         }));
         Harness {
             fake,
             addr,
             state,
+            live,
+            config_path,
             outcomes,
             writer: Some(writer),
             store: Some(store),
@@ -182,6 +195,19 @@ impl Harness {
     pub(crate) async fn written(&self, n: u64) -> bool {
         let w = self.writer.clone().expect("a harness with a store");
         eventually(move || w.stats.written.load(std::sync::atomic::Ordering::Relaxed) >= n).await
+    }
+
+    /// A config text with `FAKE` and `FAKE_ROOT` replaced as at start.
+    pub(crate) fn render(&self, text: &str) -> String {
+        text.replace("FAKE_ROOT", &format!("http://{}", self.fake.addr()))
+            .replace("FAKE", &self.fake.openai_base_url())
+    }
+
+    /// Writes `text` (rendered) as the config file the router reloads from.
+    pub(crate) fn rewrite(&self, text: &str) {
+        let tmp = self.config_path.with_extension("tmp");
+        std::fs::write(&tmp, self.render(text)).unwrap();
+        std::fs::rename(&tmp, &self.config_path).unwrap();
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
@@ -281,6 +307,13 @@ pub(crate) async fn send(method: &str, url: &str, headers: &[(&str, &str)], body
         headers: parts.headers,
         body,
     }
+}
+
+/// Writes a config text to a fresh temporary file.
+pub(crate) fn config_file(text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("sr-config-{}.toml", uuid_like()));
+    std::fs::write(&path, text).unwrap();
+    path
 }
 
 /// A unique name for temporary files and schemas.

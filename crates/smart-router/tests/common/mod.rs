@@ -106,6 +106,16 @@ impl Served {
         })
     }
 
+    /// Sends SIGHUP (reload the config).
+    pub(crate) fn hup(&self) {
+        let sent = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
     /// Kills the process (SIGKILL: no shutdown, no deregistration) and waits for it.
     pub(crate) fn kill(&mut self) {
         self.child.kill().unwrap();

@@ -14,7 +14,7 @@ use std::str::FromStr;
 use tokio::sync::mpsc;
 
 /// Columns in insert order.
-const COLUMNS: &str = "record_id, request_id, parent_id, started_at_ms, caller, project, team, environment, client, surface, group_name, provider, model, status, http_status, error_kind, attempts, attempts_json, fallback, stream, latency_ms, ttft_ms, input_tokens, cached_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_usd, warnings, affinity_hit, latency_bucket, ttft_bucket, quota, annotations";
+const COLUMNS: &str = "record_id, request_id, parent_id, started_at_ms, caller, project, team, environment, client, surface, group_name, provider, model, status, http_status, error_kind, attempts, attempts_json, fallback, stream, latency_ms, ttft_ms, input_tokens, cached_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_usd, warnings, affinity_hit, latency_bucket, ttft_bucket, quota, annotations, config_hash";
 
 /// Registers an instance, or refreshes its heartbeat (re-creating a row removed meanwhile).
 const UPSERT_INSTANCE: &str = "INSERT INTO router_instances (instance_id, hostname, started_at_ms, last_seen_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (instance_id) DO UPDATE SET last_seen_ms = EXCLUDED.last_seen_ms";
@@ -39,7 +39,7 @@ fn ddl(text: &str, int: &str, big: &str, real: &str, boolean: &str) -> Vec<Strin
             cache_write_tokens {big} NOT NULL, output_tokens {big} NOT NULL, reasoning_tokens {big} NOT NULL,
             cost_usd {real} NOT NULL, warnings {text} NOT NULL, affinity_hit {boolean},
             latency_bucket {int} NOT NULL, ttft_bucket {int}, quota {text},
-            annotations {text} NOT NULL DEFAULT '[]')"
+            annotations {text} NOT NULL DEFAULT '[]', config_hash {text} NOT NULL DEFAULT '')"
         ),
         "CREATE INDEX IF NOT EXISTS usage_records_started ON usage_records (started_at_ms)".into(),
         "CREATE INDEX IF NOT EXISTS usage_records_request ON usage_records (request_id)".into(),
@@ -56,6 +56,7 @@ fn ddl(text: &str, int: &str, big: &str, real: &str, boolean: &str) -> Vec<Strin
 const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("quota", "TEXT"),
     ("annotations", "TEXT NOT NULL DEFAULT '[]'"),
+    ("config_hash", "TEXT NOT NULL DEFAULT ''"),
 ];
 
 /// The SQL expression of a report dimension (text, or an integer for day and hour).
@@ -153,6 +154,7 @@ macro_rules! sql_store {
                     affinity_hit: row.try_get("affinity_hit")?,
                     quota: row.try_get("quota")?,
                     annotations: row.try_get("annotations")?,
+                    config_hash: row.try_get("config_hash")?,
                 })
             }
         }
@@ -245,7 +247,8 @@ macro_rules! sql_store {
                                 .bind(latency_bucket(r.latency_ms))
                                 .bind(r.ttft_ms.map(latency_bucket))
                                 .bind(&r.quota)
-                                .bind(&r.annotations);
+                                .bind(&r.annotations)
+                                .bind(&r.config_hash);
                         }
                         q.execute(&mut *tx).await?;
                     }
