@@ -4,8 +4,11 @@
 use anyhow::{Context, Result};
 use std::io::Write;
 
-/// The demo caller's token (loopback only; never use it in a real deployment).
+/// The demo caller's token, which is also an admin (loopback only; never use it in a real
+/// deployment).
 pub(crate) const DEMO_TOKEN: &str = "sr-demo-token";
+/// A caller-only token (what an application would hold), e.g. for `smoke --token-env`.
+pub(crate) const DEMO_APP_TOKEN: &str = "sr-demo-app-token";
 
 /// The demo configuration for a fake upstream at `fake_base_url`.
 pub(crate) fn demo_config(listen: &str, fake_base_url: &str) -> String {
@@ -54,6 +57,12 @@ project = "demo"
 roles = ["caller", "admin"]
 groups = ["*"]
 token = "{DEMO_TOKEN}"
+
+[[callers]]
+name = "demo-app"
+project = "demo"
+groups = ["*"]
+token = "{DEMO_APP_TOKEN}"
 "#
     )
 }
@@ -81,7 +90,8 @@ pub(crate) async fn run(listen: &str) -> Result<()> {
         println!("smart-router demo listening on {base}");
         println!("  OpenAI base URL:    {base}/v1  (chat/completions, responses)");
         println!("  Anthropic base URL: {base}     (v1/messages)");
-        println!("  token:              {DEMO_TOKEN}");
+        println!("  token:              {DEMO_TOKEN}  (caller and admin)");
+        println!("  app token:          {DEMO_APP_TOKEN}  (caller only)");
         println!("  model groups:       fast, coder");
         println!("  usage report:       curl {base}/admin/reports/usage -H 'Authorization: Bearer {DEMO_TOKEN}'");
         println!("  try:");

@@ -6,6 +6,7 @@ mod demo;
 mod license_cli;
 mod log_format;
 mod log_writer;
+mod smoke;
 mod store_cli;
 
 use anyhow::{Context, Result};
@@ -122,6 +123,31 @@ enum Command {
         #[arg(long)]
         older_than: u32,
     },
+    /// Run the production checklist against a running router (public API only); exit 1 when
+    /// a check fails.
+    Smoke {
+        /// The router's base URL, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
+        base_url: String,
+        /// Environment variable holding a caller token.
+        #[arg(long)]
+        token_env: String,
+        /// Environment variable holding an admin (or report-admin) token: usage excerpt, license.
+        #[arg(long)]
+        admin_token_env: Option<String>,
+        /// Environment variable holding a metrics-admin token.
+        #[arg(long)]
+        metrics_token_env: Option<String>,
+        /// Groups to exercise (repeatable; default: every group the caller token may use).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Also write the evidence as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Longest wait for one request, in seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout_secs: u64,
+    },
     /// License tooling: keygen, sign, verify, status.
     License {
         #[command(subcommand)]
@@ -208,6 +234,40 @@ fn main() -> Result<()> {
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::License { command } => license_cli::run(command),
+        Command::Smoke {
+            base_url,
+            token_env,
+            admin_token_env,
+            metrics_token_env,
+            groups,
+            json,
+            timeout_secs,
+        } => {
+            let opts = smoke::Options {
+                base_url,
+                token: smoke::token_from_env(&token_env)?,
+                admin_token: admin_token_env
+                    .as_deref()
+                    .map(smoke::token_from_env)
+                    .transpose()?,
+                metrics_token: metrics_token_env
+                    .as_deref()
+                    .map(smoke::token_from_env)
+                    .transpose()?,
+                groups,
+                timeout: std::time::Duration::from_secs(timeout_secs),
+            };
+            let report = runtime()?.block_on(smoke::run(opts))?;
+            print!("{}", report.table());
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if report.failures() > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::HashToken => {
             let mut token = String::new();
             std::io::stdin()
