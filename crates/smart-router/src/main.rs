@@ -1,6 +1,7 @@
 //! The `smart-router` binary: CLI over the `router` crate (serve, demo, check-config,
 //! hash-token). `anyhow` lives here only.
 
+mod client;
 mod codex;
 mod demo;
 mod license_cli;

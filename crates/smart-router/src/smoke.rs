@@ -5,12 +5,8 @@
 //! router recorded for exactly these requests. Checks that do not apply are skipped with the
 //! reason. Output: a table, and a JSON evidence file (no tokens, no prompt or reply text).
 
+use crate::client::{Http, Reply};
 use anyhow::{Context, Result};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -145,51 +141,9 @@ impl Report {
     }
 }
 
-/// A response read whole.
-struct Reply {
-    status: u16,
-    body: Bytes,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-
-    /// The `data:` payloads of an SSE body.
-    fn sse(&self) -> Vec<String> {
-        String::from_utf8_lossy(&self.body)
-            .split("\n\n")
-            .filter_map(|ev| {
-                ev.lines()
-                    .find_map(|l| l.strip_prefix("data:").map(|d| d.trim().to_string()))
-            })
-            .collect()
-    }
-
-    /// The router's error code, if the body is an error in either shape.
-    fn error(&self) -> String {
-        let j = self.json();
-        let e = &j["error"];
-        let code = e["code"].as_str().or(e["type"].as_str()).unwrap_or("");
-        let msg = e["message"].as_str().unwrap_or("");
-        format!("HTTP {} {code}: {}", self.status, clip(msg))
-    }
-}
-
-fn clip(s: &str) -> String {
-    let mut out: String = s.chars().take(160).collect();
-    if s.chars().count() > 160 {
-        out.push('…');
-    }
-    out
-}
-
-type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
-
 /// The smoke run's HTTP side.
 struct Smoke {
-    client: HttpClient,
+    http: Http,
     opts: Options,
     run_id: String,
     n: u32,
@@ -212,48 +166,19 @@ impl Smoke {
         request_id: Option<&str>,
         body: Option<&Value>,
     ) -> Result<Reply, String> {
-        let uri = format!("{}{path}", self.opts.base_url.trim_end_matches('/'));
-        let mut req = http::Request::builder().method(method).uri(&uri);
+        let mut headers: Vec<(&str, String)> = Vec::new();
         match auth {
-            Auth::Bearer(t) => req = req.header("authorization", format!("Bearer {t}")),
+            Auth::Bearer(t) => headers.push(("authorization", format!("Bearer {t}"))),
             Auth::AnthropicKey(t) => {
-                req = req
-                    .header("x-api-key", t)
-                    .header("anthropic-version", "2023-06-01")
+                headers.push(("x-api-key", t.to_string()));
+                headers.push(("anthropic-version", "2023-06-01".into()));
             }
             Auth::None => {}
         }
         if let Some(id) = request_id {
-            req = req.header("x-request-id", id);
+            headers.push(("x-request-id", id.to_string()));
         }
-        let body = match body {
-            Some(b) => {
-                req = req.header("content-type", "application/json");
-                Bytes::from(b.to_string())
-            }
-            None => Bytes::new(),
-        };
-        let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
-        let fut = async {
-            let resp = self.client.request(req).await.map_err(|e| {
-                let mut s = e.to_string();
-                if let Some(src) = std::error::Error::source(&e) {
-                    s = format!("{s}: {src}");
-                }
-                s
-            })?;
-            let status = resp.status().as_u16();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| e.to_string())?
-                .to_bytes();
-            Ok(Reply { status, body })
-        };
-        tokio::time::timeout(self.opts.timeout, fut)
-            .await
-            .map_err(|_| format!("no answer within {} s", self.opts.timeout.as_secs()))?
+        self.http.call(method, path, &headers, body).await
     }
 
     fn record(
@@ -370,18 +295,10 @@ impl Smoke {
 
 /// Runs the checklist.
 pub(crate) async fn run(opts: Options) -> Result<Report> {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    let client = Client::builder(TokioExecutor::new()).build(https);
+    let http = Http::new(&opts.base_url, opts.timeout);
     let run_id = format!("{:x}", router::time::now_ms());
     let mut s = Smoke {
-        client,
+        http,
         opts: opts.clone(),
         run_id,
         n: 0,
