@@ -7,6 +7,7 @@ mod demo;
 mod license_cli;
 mod log_format;
 mod log_writer;
+mod promote;
 mod smoke;
 mod store_cli;
 
@@ -149,6 +150,58 @@ enum Command {
         #[arg(long, default_value_t = 120)]
         timeout_secs: u64,
     },
+    /// Promote a config: validate it (and its license), show the semantic diff, back up the
+    /// config in force, replace it atomically, reload the router and run the smoke; roll back
+    /// automatically when the reload or the smoke fails. Exit 0 promoted, 1 refused (nothing
+    /// changed), 2 smoke failed and rolled back, 3 the rollback failed.
+    Promote {
+        /// The candidate config.
+        #[arg(long)]
+        from: PathBuf,
+        /// The config in force (the file the router was started with).
+        #[arg(long)]
+        to: PathBuf,
+        /// The router's base URL: reload it there (and run the smoke there).
+        #[arg(long)]
+        reload_url: Option<String>,
+        /// Environment variable holding an admin token (required with --reload-url).
+        #[arg(long)]
+        admin_token_env: Option<String>,
+        /// Environment variable holding a caller token: run the smoke after the reload.
+        #[arg(long)]
+        smoke_token_env: Option<String>,
+        /// Groups the smoke exercises (repeatable; default: all the token may use).
+        #[arg(long = "smoke-group")]
+        smoke_groups: Vec<String>,
+        /// Print the diff only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Put an earlier config back in force (the newest backup, or --backup ID), backing up the
+    /// current one first, and reload the router.
+    Rollback {
+        /// The config in force.
+        #[arg(long)]
+        to: PathBuf,
+        /// The backup to restore (see `backups`); default: the newest.
+        #[arg(long)]
+        backup: Option<String>,
+        /// The router's base URL: reload it there.
+        #[arg(long)]
+        reload_url: Option<String>,
+        /// Environment variable holding an admin token.
+        #[arg(long)]
+        admin_token_env: Option<String>,
+        /// Environment variable holding a caller token: run the smoke after the reload.
+        #[arg(long)]
+        smoke_token_env: Option<String>,
+    },
+    /// List the backups `promote` and `rollback` made of a config file.
+    Backups {
+        /// The config in force.
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// License tooling: keygen, sign, verify, status.
     License {
         #[command(subcommand)]
@@ -235,6 +288,35 @@ fn main() -> Result<()> {
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::License { command } => license_cli::run(command),
+        Command::Promote {
+            from,
+            to,
+            reload_url,
+            admin_token_env,
+            smoke_token_env,
+            smoke_groups,
+            dry_run,
+        } => {
+            let target =
+                promote_target(reload_url, admin_token_env, smoke_token_env, smoke_groups)?;
+            let code = runtime()?.block_on(promote::promote(&from, &to, &target, dry_run))?;
+            std::process::exit(code);
+        }
+        Command::Rollback {
+            to,
+            backup,
+            reload_url,
+            admin_token_env,
+            smoke_token_env,
+        } => {
+            let target = promote_target(reload_url, admin_token_env, smoke_token_env, Vec::new())?;
+            let code = runtime()?.block_on(promote::rollback(&to, backup.as_deref(), &target))?;
+            std::process::exit(code);
+        }
+        Command::Backups { to } => {
+            promote::print_backups(&to);
+            Ok(())
+        }
         Command::Smoke {
             base_url,
             token_env,
@@ -407,6 +489,35 @@ fn main() -> Result<()> {
             runtime()?.block_on(demo::run(&listen))
         }
     }
+}
+
+/// The router `promote` and `rollback` act on, with tokens read from the environment.
+fn promote_target(
+    reload_url: Option<String>,
+    admin_token_env: Option<String>,
+    smoke_token_env: Option<String>,
+    smoke_groups: Vec<String>,
+) -> Result<promote::Target> {
+    anyhow::ensure!(
+        reload_url.is_none() || admin_token_env.is_some(),
+        "--reload-url needs --admin-token-env (an admin token reloads the router)"
+    );
+    anyhow::ensure!(
+        smoke_token_env.is_none() || reload_url.is_some(),
+        "--smoke-token-env needs --reload-url (where the smoke runs)"
+    );
+    Ok(promote::Target {
+        reload_url,
+        admin_token: admin_token_env
+            .as_deref()
+            .map(smoke::token_from_env)
+            .transpose()?,
+        smoke_token: smoke_token_env
+            .as_deref()
+            .map(smoke::token_from_env)
+            .transpose()?,
+        smoke_groups,
+    })
 }
 
 /// Refuses a command of a feature the configured license does not include (unlicensed
