@@ -15,6 +15,13 @@ pub fn now_ms() -> i64 {
     unix_ms(SystemTime::now())
 }
 
+/// A compact, sortable UTC stamp of Unix milliseconds for file names
+/// (`20261129T190412.123Z`).
+pub fn stamp_ms(ms: i64) -> String {
+    let s = rfc3339_ms(ms).replace(['-', ':'], "");
+    format!("{}.{:03}Z", s.trim_end_matches('Z'), ms.rem_euclid(1000))
+}
+
 /// RFC 3339 UTC (`YYYY-MM-DDTHH:MM:SSZ`) of Unix milliseconds (seconds precision).
 pub fn rfc3339_ms(ms: i64) -> String {
     let secs = ms.div_euclid(1000);

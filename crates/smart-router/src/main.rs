@@ -1,6 +1,7 @@
 //! The `smart-router` binary: CLI over the `router` crate (serve, demo, check-config,
 //! hash-token). `anyhow` lives here only.
 
+mod backup;
 mod client;
 mod codex;
 mod demo;
@@ -196,6 +197,33 @@ enum Command {
         #[arg(long)]
         smoke_token_env: Option<String>,
     },
+    /// Back up a deployment: the config, its license, the usage store (a consistent snapshot
+    /// while the router runs), secret files only with --include-secrets, and a manifest with
+    /// the SHA-256 of every file.
+    Backup {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The directory the archive is created in.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also copy `file:` secrets (mode 0600); otherwise they are listed by reference.
+        #[arg(long)]
+        include_secrets: bool,
+    },
+    /// Restore a backup into a new directory (and a store): every checksum is verified first.
+    Restore {
+        /// The archive directory (`smart-router-backup-...`).
+        #[arg(long)]
+        from: PathBuf,
+        /// A new (or empty) directory for the restored files.
+        #[arg(long)]
+        to: PathBuf,
+        /// The empty store to load the usage records into (default for SQLite backups:
+        /// DIR/usage.db; required for PostgreSQL backups).
+        #[arg(long)]
+        store: Option<String>,
+    },
     /// List the backups `promote` and `rollback` made of a config file.
     Backups {
         /// The config in force.
@@ -312,6 +340,16 @@ fn main() -> Result<()> {
             let target = promote_target(reload_url, admin_token_env, smoke_token_env, Vec::new())?;
             let code = runtime()?.block_on(promote::rollback(&to, backup.as_deref(), &target))?;
             std::process::exit(code);
+        }
+        Command::Backup {
+            config,
+            out,
+            include_secrets,
+        } => runtime()?
+            .block_on(backup::backup(&config, &out, include_secrets))
+            .map(|_| ()),
+        Command::Restore { from, to, store } => {
+            runtime()?.block_on(backup::restore(&from, &to, store))
         }
         Command::Backups { to } => {
             promote::print_backups(&to);

@@ -52,12 +52,7 @@ fn file_name(to: &Path) -> String {
 
 /// A backup id: the UTC time to the millisecond (`20261129T190412.123Z`), sortable.
 fn backup_id(ms: i64) -> String {
-    let stamp = router::time::rfc3339_ms(ms).replace(['-', ':'], "");
-    format!(
-        "{}.{:03}Z",
-        stamp.trim_end_matches('Z'),
-        ms.rem_euclid(1000)
-    )
+    router::time::stamp_ms(ms)
 }
 
 /// `to`'s backups, oldest first: (id, path).

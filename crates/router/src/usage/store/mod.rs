@@ -100,6 +100,18 @@ pub trait UsageStore: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'_, Result<Vec<Instance>, StoreError>>;
     /// Whether other processes share this store (PostgreSQL), so instances are counted.
     fn shared(&self) -> bool;
+    /// `sqlite` or `postgres`.
+    fn kind(&self) -> &'static str;
+    /// How many usage records the store holds.
+    fn count(&self) -> BoxFuture<'_, Result<u64, StoreError>>;
+    /// Writes a consistent copy of the usage records into the directory `dir` while the router
+    /// keeps writing: SQLite, a database file made with `VACUUM INTO`; PostgreSQL, the table as
+    /// CSV from `COPY ... TO STDOUT` (counted in the same snapshot). Returns the file's name and
+    /// how many records it holds.
+    fn snapshot<'a>(
+        &'a self,
+        dir: &'a std::path::Path,
+    ) -> BoxFuture<'a, Result<(String, u64), StoreError>>;
     /// USD spent since `from_ms` by requests whose `column` (`caller`, `project`, `team`,
     /// `environment`; `None`: everyone) is `subject`, to `groups` (`None`: any group) — what a
     /// budget's counter is rebuilt from.
@@ -110,6 +122,20 @@ pub trait UsageStore: Send + Sync + std::fmt::Debug {
         groups: Option<&'a [String]>,
         from_ms: i64,
     ) -> BoxFuture<'a, Result<f64, StoreError>>;
+}
+
+/// The usage schema's version: 1, plus one per column added since (see `ADDED_COLUMNS`).
+pub const SCHEMA_VERSION: u32 = sql::SCHEMA_VERSION;
+
+/// Loads a [`UsageStore::snapshot`] (of a `kind` store, file `file`) into the empty store at
+/// `url`, creating its schema; returns how many records it holds afterwards. SQLite snapshots
+/// load into SQLite or PostgreSQL, PostgreSQL snapshots into PostgreSQL.
+pub async fn load_snapshot(
+    url: &str,
+    kind: &str,
+    file: &std::path::Path,
+) -> Result<u64, StoreError> {
+    sql::load_snapshot(url, kind, file).await
 }
 
 /// Opens the store a URL names (`sqlite://PATH`, `postgres://...`; `?schema=NAME` picks a

@@ -51,6 +51,9 @@ fn ddl(text: &str, int: &str, big: &str, real: &str, boolean: &str) -> Vec<Strin
     ]
 }
 
+/// The schema's version: the first release's table is 1, each added column one more.
+pub(super) const SCHEMA_VERSION: u32 = 1 + ADDED_COLUMNS.len() as u32;
+
 /// Columns added after the first release, with their type (as `ddl` spells it) and default:
 /// `migrate` adds those an older table lacks.
 const ADDED_COLUMNS: &[(&str, &str)] = &[
@@ -478,6 +481,26 @@ macro_rules! sql_store {
                 Self::SHARED
             }
 
+            fn kind(&self) -> &'static str {
+                Self::KIND
+            }
+
+            fn count(&self) -> BoxFuture<'_, Result<u64, StoreError>> {
+                Box::pin(async move {
+                    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_records")
+                        .fetch_one(&self.pool)
+                        .await?;
+                    Ok(n as u64)
+                })
+            }
+
+            fn snapshot<'a>(
+                &'a self,
+                dir: &'a std::path::Path,
+            ) -> BoxFuture<'a, Result<(String, u64), StoreError>> {
+                Box::pin(self.snapshot_into(dir))
+            }
+
             fn spend<'a>(
                 &'a self,
                 column: Option<&'static str>,
@@ -536,6 +559,7 @@ impl SqliteStore {
     const INSTANCE_LOCK: Option<&'static str> = None;
     /// One process per database file: instances are not counted.
     const SHARED: bool = false;
+    const KIND: &'static str = "sqlite";
 
     /// Opens (creating if missing) an SQLite database in WAL mode.
     pub(super) fn open(url: &str) -> Result<Self, StoreError> {
@@ -570,6 +594,7 @@ impl PostgresStore {
         Some("SELECT pg_advisory_xact_lock(8317429930126962291)");
     /// Shared by every replica.
     const SHARED: bool = true;
+    const KIND: &'static str = "postgres";
     /// Whether `usage_records` (in the current schema) has the column named by the parameter.
     const COLUMN_EXISTS: &'static str = "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'usage_records' AND column_name = $1";
 
@@ -617,4 +642,129 @@ fn split_schema(url: &str) -> (String, Option<String>) {
         format!("{base}?{}", rest.join("&"))
     };
     (url, schema)
+}
+
+impl SqliteStore {
+    /// `VACUUM INTO` a new file in `dir` (a consistent copy, taken while writers go on).
+    async fn snapshot_into(&self, dir: &std::path::Path) -> Result<(String, u64), StoreError> {
+        let name = "usage.db".to_string();
+        let path = dir.join(&name);
+        sqlx::query("VACUUM INTO ?1")
+            .bind(path.display().to_string())
+            .execute(&self.pool)
+            .await?;
+        let copy = SqliteStore::open(&format!("sqlite://{}", path.display()))?;
+        let n = copy.count().await?;
+        copy.pool.close().await;
+        Ok((name, n))
+    }
+}
+
+impl PostgresStore {
+    /// `COPY usage_records TO STDOUT` as CSV into a file in `dir`, counted in the same
+    /// repeatable-read snapshot.
+    async fn snapshot_into(&self, dir: &std::path::Path) -> Result<(String, u64), StoreError> {
+        use tokio::io::AsyncWriteExt;
+        let name = "usage_records.csv".to_string();
+        let mut file = tokio::fs::File::create(dir.join(&name))
+            .await
+            .map_err(|e| StoreError::Url {
+                reason: format!("writing the snapshot: {e}"),
+            })?;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            .execute(&mut *tx)
+            .await?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_records")
+            .fetch_one(&mut *tx)
+            .await?;
+        {
+            let mut rows = tx
+                .copy_out_raw(&format!(
+                    "COPY usage_records ({COLUMNS}) TO STDOUT WITH (FORMAT csv, HEADER true)"
+                ))
+                .await?;
+            while let Some(chunk) = rows.try_next().await? {
+                file.write_all(&chunk).await.map_err(|e| StoreError::Url {
+                    reason: format!("writing the snapshot: {e}"),
+                })?;
+            }
+        }
+        tx.commit().await?;
+        file.sync_all().await.map_err(|e| StoreError::Url {
+            reason: format!("writing the snapshot: {e}"),
+        })?;
+        Ok((name, n as u64))
+    }
+}
+
+/// See [`super::load_snapshot`].
+pub(super) async fn load_snapshot(
+    url: &str,
+    kind: &str,
+    file: &std::path::Path,
+) -> Result<u64, StoreError> {
+    let refuse = |reason: String| StoreError::Url { reason };
+    let target = super::open(url)?;
+    target.migrate().await?;
+    if target.count().await? > 0 {
+        return Err(refuse(
+            "the restore target already holds usage records; restore into an empty store".into(),
+        ));
+    }
+    match (kind, target.kind()) {
+        ("postgres", "postgres") => {
+            let pg = PostgresStore::open(url)?;
+            let text = tokio::fs::read(file)
+                .await
+                .map_err(|e| refuse(format!("reading {}: {e}", file.display())))?;
+            // The snapshot's own columns (an older schema has fewer), each one we know.
+            let header = text.split(|b| *b == b'\n').next().unwrap_or_default();
+            let header = String::from_utf8_lossy(header).trim().to_string();
+            let known: Vec<&str> = COLUMNS.split(", ").collect();
+            if header.is_empty() || header.split(',').any(|c| !known.contains(&c)) {
+                return Err(refuse(format!(
+                    "{}: not a usage snapshot (header {:?})",
+                    file.display(),
+                    crate::bounds::clip(&header, 200)
+                )));
+            }
+            let mut conn = pg.pool.acquire().await?;
+            let mut copy = conn
+                .copy_in_raw(&format!(
+                    "COPY usage_records ({header}) FROM STDIN WITH (FORMAT csv, HEADER true)"
+                ))
+                .await?;
+            copy.send(text).await?;
+            copy.finish().await?;
+        }
+        ("sqlite", _) => {
+            let source = SqliteStore::open(&format!("sqlite://{}", file.display()))?;
+            // An older snapshot gains the columns added since (on the restore's own copy).
+            source.migrate().await?;
+            let (tx, mut rx) = mpsc::channel(1024);
+            let export = tokio::spawn(async move {
+                source.export(i64::MIN, i64::MAX, tx).await;
+                source.pool.close().await;
+            });
+            let mut batch = Vec::with_capacity(500);
+            while let Some(r) = rx.recv().await {
+                batch.push(r?);
+                if batch.len() == 500 {
+                    target.insert(&batch).await?;
+                    batch.clear();
+                }
+            }
+            if !batch.is_empty() {
+                target.insert(&batch).await?;
+            }
+            let _ = export.await;
+        }
+        (from, to) => {
+            return Err(refuse(format!(
+                "a {from} snapshot cannot be loaded into {to} (restore PostgreSQL backups into PostgreSQL)"
+            )));
+        }
+    }
+    target.count().await
 }
