@@ -150,6 +150,10 @@ enum Command {
         /// Longest wait for one request, in seconds.
         #[arg(long, default_value_t = 120)]
         timeout_secs: u64,
+        /// Also run `codex exec` and `claude -p` on a file-writing task through the first
+        /// group, when they are on PATH.
+        #[arg(long)]
+        agents: bool,
     },
     /// Promote a config: validate it (and its license), show the semantic diff, back up the
     /// config in force, replace it atomically, reload the router and run the smoke; roll back
@@ -363,6 +367,7 @@ fn main() -> Result<()> {
             groups,
             json,
             timeout_secs,
+            agents,
         } => {
             let opts = smoke::Options {
                 base_url,
@@ -377,6 +382,7 @@ fn main() -> Result<()> {
                     .transpose()?,
                 groups,
                 timeout: std::time::Duration::from_secs(timeout_secs),
+                agents,
             };
             let report = runtime()?.block_on(smoke::run(opts))?;
             print!("{}", report.table());

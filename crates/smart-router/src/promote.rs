@@ -253,6 +253,7 @@ async fn run_smoke(target: &Target) -> Result<Option<smoke::Report>> {
         metrics_token: None,
         groups: target.smoke_groups.clone(),
         timeout: Duration::from_secs(120),
+        agents: false,
     })
     .await?;
     Ok(Some(report))

@@ -5,7 +5,7 @@
 //! router recorded for exactly these requests. Checks that do not apply are skipped with the
 //! reason. Output: a table, and a JSON evidence file (no tokens, no prompt or reply text).
 
-use crate::client::{Http, Reply};
+use crate::client::{Http, Reply, clip};
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -29,6 +29,9 @@ pub(crate) struct Options {
     pub groups: Vec<String>,
     /// Longest wait for one request.
     pub timeout: Duration,
+    /// Also run the coding agents (`codex exec`, `claude -p`) on a file-writing task through
+    /// the first group, when they are installed.
+    pub agents: bool,
 }
 
 /// One check's result.
@@ -373,6 +376,16 @@ pub(crate) async fn run(opts: Options) -> Result<Report> {
             s.record(format!("group {g}"), Outcome::Fail, d, None, Instant::now());
         }
         dialect_checks(&mut s, g).await;
+    }
+    if opts.agents {
+        match groups.first() {
+            Some(g) => {
+                for agent in [Agent::Codex, Agent::Claude] {
+                    agent_check(&mut s, agent, g).await;
+                }
+            }
+            None => s.skip("agents".into(), "no group to run them on"),
+        }
     }
     // The usage the router recorded for exactly these requests.
     let mut usage = Vec::new();
@@ -878,4 +891,139 @@ pub(crate) fn token_from_env(var: &str) -> Result<String> {
     let t = std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?;
     anyhow::ensure!(!t.trim().is_empty(), "environment variable {var} is empty");
     Ok(t.trim().to_string())
+}
+
+/// A coding agent the smoke can drive.
+#[derive(Debug, Clone, Copy)]
+enum Agent {
+    Codex,
+    Claude,
+}
+
+/// The file-writing task the agents get, and what the file must hold afterwards.
+const AGENT_TASK: &str = "Create a file named hello.txt containing exactly: hello from the router";
+const AGENT_FILE_TEXT: &str = "hello from the router";
+
+/// An executable on `PATH`.
+fn on_path(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| std::path::Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+/// Runs `codex exec` or `claude -p` on the file task through group `g`, in a scratch home
+/// and work directory, with telemetry and update checks off.
+async fn agent_check(s: &mut Smoke, agent: Agent, g: &str) {
+    let (bin, name) = match agent {
+        Agent::Codex => ("codex", format!("agent codex exec [{g}]")),
+        Agent::Claude => ("claude", format!("agent claude -p [{g}]")),
+    };
+    let Some(exe) = on_path(bin) else {
+        s.skip(name, &format!("{bin} is not on PATH"));
+        return;
+    };
+    let t = Instant::now();
+    let base = s.opts.base_url.trim_end_matches('/').to_string();
+    let token = s.opts.token.clone();
+    let group = g.to_string();
+    let timeout = s.opts.timeout.max(Duration::from_secs(240));
+    let result = tokio::task::spawn_blocking(move || -> Result<String, String> {
+        let root = std::env::temp_dir().join(format!("smart-router-smoke-{bin}-{}", router::ids::uuid_v7()));
+        let (home, work) = (root.join("home"), root.join("work"));
+        std::fs::create_dir_all(&home).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.current_dir(&work)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        match agent {
+            Agent::Codex => {
+                let config = format!(
+                    "model = \"{group}\"\nmodel_provider = \"smart-router\"\n\n[model_providers.smart-router]\nname = \"smart-router\"\nbase_url = \"{base}/v1\"\nenv_key = \"ROUTER_TOKEN\"\nwire_api = \"responses\"\nsupports_websockets = false\n"
+                );
+                std::fs::write(home.join("config.toml"), config).map_err(|e| e.to_string())?;
+                cmd.env("CODEX_HOME", &home).env("ROUTER_TOKEN", &token).args([
+                    "exec", "--skip-git-repo-check", "--ephemeral", "-s", "workspace-write", AGENT_TASK,
+                ]);
+            }
+            Agent::Claude => {
+                cmd.env("ANTHROPIC_BASE_URL", &base)
+                    .env("ANTHROPIC_AUTH_TOKEN", &token)
+                    .env("ANTHROPIC_MODEL", &group)
+                    .env("ANTHROPIC_SMALL_FAST_MODEL", &group)
+                    .env("DISABLE_TELEMETRY", "1")
+                    .env("DISABLE_AUTOUPDATER", "1")
+                    .env("DISABLE_ERROR_REPORTING", "1")
+                    .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+                    .args(["-p", AGENT_TASK, "--permission-mode", "acceptEdits", "--output-format", "json"]);
+            }
+        }
+        let child = cmd.spawn().map_err(|e| format!("starting {bin}: {e}"))?;
+        let out = wait_with_timeout(child, timeout)?;
+        let written = std::fs::read_to_string(work.join("hello.txt")).unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&root);
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            return Err(format!("{bin} exited with {}: {}", out.status, clip(err.trim())));
+        }
+        if written.trim_end_matches('\n') != AGENT_FILE_TEXT {
+            return Err(format!("{bin} finished but hello.txt holds {:?}", clip(&written)));
+        }
+        Ok("wrote hello.txt through the router".into())
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    match result {
+        Ok(d) => s.record(name, Outcome::Pass, d, None, t),
+        Err(e) => s.record(name, Outcome::Fail, e, None, t),
+    }
+}
+
+/// Waits for `child` up to `timeout` (then kills it), collecting its output.
+fn wait_with_timeout(
+    mut child: std::process::Child,
+    timeout: Duration,
+) -> Result<std::process::Output, String> {
+    use std::io::Read;
+    let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
+    let readers = (
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            if let Some(o) = out.as_mut() {
+                let _ = o.read_to_end(&mut b);
+            }
+            b
+        }),
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            if let Some(e) = err.as_mut() {
+                let _ = e.read_to_end(&mut b);
+            }
+            b
+        }),
+    );
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
+            break st;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("no result within {} s", timeout.as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    Ok(std::process::Output {
+        status,
+        stdout: readers.0.join().unwrap_or_default(),
+        stderr: readers.1.join().unwrap_or_default(),
+    })
 }
