@@ -154,6 +154,12 @@ enum Command {
         /// group, when they are on PATH.
         #[arg(long)]
         agents: bool,
+        /// Hop checks: the next router (this one's upstream), e.g. http://10.0.0.2:8080.
+        #[arg(long)]
+        next_base_url: Option<String>,
+        /// Environment variable holding an admin or report-admin token for the next router.
+        #[arg(long)]
+        next_admin_token_env: Option<String>,
     },
     /// Promote a config: validate it (and its license), show the semantic diff, back up the
     /// config in force, replace it atomically, reload the router and run the smoke; roll back
@@ -368,7 +374,14 @@ fn main() -> Result<()> {
             json,
             timeout_secs,
             agents,
+            next_base_url,
+            next_admin_token_env,
         } => {
+            let next = match (next_base_url, next_admin_token_env) {
+                (Some(url), Some(var)) => Some((url, smoke::token_from_env(&var)?)),
+                (None, None) => None,
+                _ => anyhow::bail!("--next-base-url and --next-admin-token-env go together"),
+            };
             let opts = smoke::Options {
                 base_url,
                 token: smoke::token_from_env(&token_env)?,
@@ -383,6 +396,7 @@ fn main() -> Result<()> {
                 groups,
                 timeout: std::time::Duration::from_secs(timeout_secs),
                 agents,
+                next,
             };
             let report = runtime()?.block_on(smoke::run(opts))?;
             print!("{}", report.table());

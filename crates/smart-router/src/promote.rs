@@ -254,6 +254,7 @@ async fn run_smoke(target: &Target) -> Result<Option<smoke::Report>> {
         groups: target.smoke_groups.clone(),
         timeout: Duration::from_secs(120),
         agents: false,
+        next: None,
     })
     .await?;
     Ok(Some(report))

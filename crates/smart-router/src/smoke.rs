@@ -32,6 +32,9 @@ pub(crate) struct Options {
     /// Also run the coding agents (`codex exec`, `claude -p`) on a file-writing task through
     /// the first group, when they are installed.
     pub agents: bool,
+    /// The next router (this one's upstream) and an admin or report-admin token for it: adds
+    /// the hop checks.
+    pub next: Option<(String, String)>,
 }
 
 /// One check's result.
@@ -377,6 +380,12 @@ pub(crate) async fn run(opts: Options) -> Result<Report> {
         }
         dialect_checks(&mut s, g).await;
     }
+    if let Some((next, next_token)) = opts.next.clone() {
+        match groups.first() {
+            Some(g) => hop_checks(&mut s, g, &next, &next_token).await,
+            None => s.skip("hops".into(), "no group to send through"),
+        }
+    }
     if opts.agents {
         match groups.first() {
             Some(g) => {
@@ -396,36 +405,7 @@ pub(crate) async fn run(opts: Options) -> Result<Report> {
             let ids = s.request_ids.clone();
             let mut missing = Vec::new();
             for id in &ids {
-                let mut found = None;
-                // The writer flushes every few hundred ms.
-                for _ in 0..50 {
-                    match s
-                        .call(
-                            "GET",
-                            &format!("/admin/requests/{id}"),
-                            Auth::Bearer(&t),
-                            None,
-                            None,
-                        )
-                        .await
-                    {
-                        Ok(r) if r.status == 200 => {
-                            found = Some(r.json());
-                            break;
-                        }
-                        Ok(r) if r.status == 404 => {
-                            tokio::time::sleep(Duration::from_millis(100)).await
-                        }
-                        Ok(r) => {
-                            found = Some(json!({"error": r.error()}));
-                            break;
-                        }
-                        Err(e) => {
-                            found = Some(json!({"error": e}));
-                            break;
-                        }
-                    }
-                }
+                let found = records_of(&s.http, &t, id).await;
                 match found {
                     Some(v) if v["records"].is_array() => {
                         for rec in v["records"].as_array().unwrap() {
@@ -452,7 +432,9 @@ pub(crate) async fn run(opts: Options) -> Result<Report> {
                     None => missing.push(format!("{id}: not recorded within 5 s")),
                 }
             }
-            if missing.is_empty() {
+            if ids.is_empty() {
+                s.skip("usage excerpt".into(), "no model request was made");
+            } else if missing.is_empty() {
                 let d = format!("{} records for {} requests", usage.len(), ids.len());
                 s.record("usage excerpt".into(), Outcome::Pass, d, None, t0);
             } else {
@@ -517,6 +499,145 @@ pub(crate) async fn run(opts: Options) -> Result<Report> {
         usage,
         version,
     })
+}
+
+/// `GET /admin/requests/{id}` with `token`, waiting up to 5 s for the record to be written:
+/// the answer (`{"records": [...]}`), or `{"error": ...}`; `None` when nothing came.
+async fn records_of(http: &Http, token: &str, id: &str) -> Option<Value> {
+    // The writer flushes every few hundred ms.
+    for _ in 0..50 {
+        let auth = [("authorization", format!("Bearer {token}"))];
+        match http
+            .call("GET", &format!("/admin/requests/{id}"), &auth, None)
+            .await
+        {
+            Ok(r) if r.status == 200 => return Some(r.json()),
+            Ok(r) if r.status == 404 => tokio::time::sleep(Duration::from_millis(100)).await,
+            Ok(r) => return Some(json!({"error": r.error()})),
+            Err(e) => return Some(json!({"error": e})),
+        }
+    }
+    None
+}
+
+/// The budget (`hop: timeout_ms=N`) a record says its router was given.
+fn hop_budget(records: &Value) -> Option<u64> {
+    records["records"].as_array()?.iter().find_map(|r| {
+        r["annotations"].as_array()?.iter().find_map(|a| {
+            (a["stage"] == "hop")
+                .then(|| {
+                    a["note"]
+                        .as_str()?
+                        .strip_prefix("timeout_ms=")?
+                        .parse()
+                        .ok()
+                })
+                .flatten()
+        })
+    })
+}
+
+/// `--hops`: a request through this router to the next one carries its id there (with this
+/// router as its parent), and the time budget shrinks across the hop.
+async fn hop_checks(s: &mut Smoke, g: &str, next: &str, next_token: &str) {
+    const SENT_MS: u64 = 30_000;
+    let id = s.next_id();
+    let t = Instant::now();
+    let token = s.opts.token.clone();
+    let body = json!({"model": g, "max_tokens": 16, "messages": [{"role": "user", "content": "Reply with OK."}]});
+    let headers = [
+        ("authorization", format!("Bearer {token}")),
+        ("x-request-id", id.clone()),
+        ("x-router-timeout-ms", SENT_MS.to_string()),
+    ];
+    match s
+        .http
+        .call("POST", "/v1/chat/completions", &headers, Some(&body))
+        .await
+    {
+        Ok(r) if r.status == 200 => {}
+        Ok(r) => {
+            s.record(
+                format!("hop: request [{g}]"),
+                Outcome::Fail,
+                r.error(),
+                Some(id),
+                t,
+            );
+            return;
+        }
+        Err(e) => {
+            s.record(format!("hop: request [{g}]"), Outcome::Fail, e, Some(id), t);
+            return;
+        }
+    }
+    let next_http = Http::new(next, s.opts.timeout);
+    let inner = records_of(&next_http, next_token, &id).await;
+    let parent = inner
+        .as_ref()
+        .and_then(|v| v["records"].as_array()?.first().cloned())
+        .map(|r| r["parent_id"].clone());
+    match (&inner, parent) {
+        (Some(_), Some(Value::String(p))) => {
+            let d = format!("the next router recorded {id} with parent {p:?}");
+            s.record(
+                format!("hop: request id at the next router [{g}]"),
+                Outcome::Pass,
+                d,
+                Some(id.clone()),
+                t,
+            );
+        }
+        (Some(v), _) if v["error"].is_string() => {
+            let d = format!(
+                "the next router's /admin/requests: {}",
+                v["error"].as_str().unwrap_or("?")
+            );
+            s.record(
+                format!("hop: request id at the next router [{g}]"),
+                Outcome::Fail,
+                d,
+                Some(id.clone()),
+                t,
+            );
+        }
+        _ => {
+            let d = format!(
+                "the next router has no record of {id} from a parent router (is --next-base-url this router's upstream?)"
+            );
+            s.record(
+                format!("hop: request id at the next router [{g}]"),
+                Outcome::Fail,
+                d,
+                Some(id.clone()),
+                t,
+            );
+        }
+    }
+    let inner_budget = inner.as_ref().and_then(hop_budget);
+    let outer_budget = match &s.opts.admin_token {
+        Some(a) => records_of(&s.http, a, &id)
+            .await
+            .as_ref()
+            .and_then(hop_budget),
+        None => Some(SENT_MS),
+    };
+    let name = format!("hop: time budget shrinks [{g}]");
+    match (outer_budget, inner_budget) {
+        (Some(o), Some(i)) if i < o => {
+            s.record(
+                name,
+                Outcome::Pass,
+                format!("{o} ms here, {i} ms at the next router"),
+                Some(id),
+                t,
+            );
+        }
+        (o, i) => {
+            let d = format!("budget here {o:?} ms, at the next router {i:?} ms");
+            s.record(name, Outcome::Fail, d, Some(id), t);
+        }
+    }
 }
 
 fn weather_schema() -> Value {

@@ -30,7 +30,8 @@ fn smoke(
     ])
     .arg(&json)
     .args(extra)
-    .env("SMOKE_TOKEN", token);
+    .env("SMOKE_TOKEN", token)
+    .env("NEXT_ADMIN", "ent-ops-token");
     if let Some(a) = admin {
         cmd.args([
             "--admin-token-env",
@@ -68,7 +69,13 @@ fn outcomes(e: &Value, outcome: &str) -> Vec<String> {
         .collect()
 }
 
-struct Demo(Child, String);
+/// The demo process, its base URL, and its stdout (kept open: the demo prints more lines after
+/// the first, and a closed pipe would end it).
+struct Demo(
+    Child,
+    String,
+    #[allow(dead_code)] BufReader<std::process::ChildStdout>,
+);
 
 impl Drop for Demo {
     fn drop(&mut self) {
@@ -86,16 +93,15 @@ fn demo() -> Demo {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    out.read_line(&mut line).unwrap();
     let base = line
         .trim()
         .strip_prefix("smart-router demo listening on ")
         .unwrap()
         .to_string();
-    Demo(child, base)
+    Demo(child, base, out)
 }
 
 #[test]
@@ -234,7 +240,7 @@ fn smoke_passes_across_a_router_chain() {
     let fake = rt.block_on(FakeUpstream::start()).unwrap();
     let ent = Served::start("smoke-ent", |dir| {
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nname = \"enterprise\"\n{}\n[providers.fake]\nkind = \"openai\"\nbase_url = \"{}\"\n[groups.ent]\n[[groups.ent.targets]]\nprovider = \"fake\"\nmodel = \"m\"\ncapabilities = [\"tools\", \"images\", \"json_schema\"]\n[[callers]]\nname = \"team\"\ngroups = [\"ent\"]\ntoken = \"team-token\"\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\nname = \"enterprise\"\n{}\n[providers.fake]\nkind = \"openai\"\nbase_url = \"{}\"\n[groups.ent]\n[[groups.ent.targets]]\nprovider = \"fake\"\nmodel = \"m\"\ncapabilities = [\"tools\", \"images\", \"json_schema\"]\n[[callers]]\nname = \"team\"\ngroups = [\"ent\"]\ntoken = \"team-token\"\n[[callers]]\nname = \"ent-ops\"\nroles = [\"report-admin\"]\ngroups = []\ntoken = \"ent-ops-token\"\n",
             sqlite_store(dir, ""),
             fake.openai_base_url()
         )
@@ -246,15 +252,29 @@ fn smoke_passes_across_a_router_chain() {
             ent.addr
         )
     });
+    let next = format!("http://{}", ent.addr);
     let (code, out, e) = smoke(
         &format!("http://{}", team.addr),
         "app-token",
         Some("ops-token"),
-        &[],
+        &[
+            "--next-base-url",
+            &next,
+            "--next-admin-token-env",
+            "NEXT_ADMIN",
+        ],
     );
     assert_eq!(code, Some(0), "{out}");
     assert_eq!(outcomes(&e, "skip"), Vec::<String>::new(), "{out}");
+    let passed = outcomes(&e, "pass");
+    for c in [
+        "hop: request id at the next router [coder]",
+        "hop: time budget shrinks [coder]",
+    ] {
+        assert!(passed.contains(&c.to_string()), "{c}: {out}");
+    }
+    assert!(out.contains("parent \"team\""), "{out}");
     let usage = e["usage"].as_array().unwrap();
-    assert_eq!(usage.len(), 14, "{out}");
+    assert_eq!(usage.len(), 15, "{out}");
     assert!(usage.iter().all(|u| u["provider"] == "ent"), "{out}");
 }

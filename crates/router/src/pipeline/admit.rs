@@ -134,9 +134,11 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Byte
 }
 
 /// The request's budget: the group's (or the server's) timeout, lowered by the caller's
-/// `x-router-timeout-ms`, never raised.
+/// `x-router-timeout-ms`, never raised. A budget received that way (from a router in front,
+/// or a client) is noted on the usage record (`hop: timeout_ms=N`), so a chain shows what
+/// each hop was given.
 fn deadline(
-    cx: &RequestContext,
+    cx: &mut RequestContext,
     group_timeout: Option<Duration>,
     headers: &HeaderMap,
 ) -> (Instant, Duration) {
@@ -147,6 +149,7 @@ fn deadline(
         .and_then(|v| v.trim().parse::<u64>().ok())
     {
         budget = budget.min(Duration::from_millis(ms));
+        cx.outcome.note("hop", format!("timeout_ms={ms}"));
     }
     (cx.arrival.started + budget, budget)
 }

@@ -142,6 +142,14 @@ impl Outcome {
         }
     }
 
+    /// Notes something on the usage record (never content).
+    pub fn note(&mut self, stage: &str, note: String) {
+        self.rec().annotations.push(Annotation {
+            stage: stage.into(),
+            note,
+        });
+    }
+
     /// What the governance stages left: notes, holds, rate limits and headers.
     pub fn governed(&mut self, effects: Effects) {
         let r = self.rec();
