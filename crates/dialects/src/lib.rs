@@ -11,6 +11,8 @@
 //!   encoding from the canonical model (requests, responses, stream events), the stream usage
 //!   tap and the error shape.
 //! - [`passthrough`] and [`translate`]: dispatch by dialect, so the router never looks inside one.
+//! - [`text`]: where text lives in each dialect's bodies (prompts, answers, tool arguments and
+//!   results), for content stages such as PII filtering.
 //! - `scan` (private): what every inspection shares — the body-shape check (a JSON object, never
 //!   an array read positionally), message checks and text statistics gathered in the same pass.
 //!
@@ -25,8 +27,10 @@ pub mod canonical;
 pub mod openai_chat;
 pub mod openai_responses;
 pub mod passthrough;
+mod places;
 mod scan;
 pub mod sse;
+pub mod text;
 pub mod translate;
 
 /// Why a request or response body could not be decoded.

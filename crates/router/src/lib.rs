@@ -32,6 +32,7 @@ pub mod ids;
 pub mod license;
 pub mod metrics;
 pub mod outcome;
+pub mod pii;
 pub mod pipeline;
 pub mod policy;
 pub mod reload;

@@ -183,6 +183,7 @@ impl Runtime {
         // Quotas and budgets come first: a request over its limits is refused before other
         // stages spend work on it.
         let mut all: Vec<Arc<dyn Stage>> = limits.iter().map(Limits::stage).collect();
+        all.extend(crate::policy::pii::PiiStage::all(&config.pii_policies));
         all.extend(stages.iter().cloned());
         let governance = Governance::new(all, auth.callers(), &config.groups);
         Runtime {

@@ -9,6 +9,7 @@ mod license_cli;
 mod log_format;
 mod log_writer;
 mod promote;
+mod security_summary;
 mod smoke;
 mod store_cli;
 
@@ -240,6 +241,17 @@ enum Command {
         #[arg(long)]
         to: PathBuf,
     },
+    /// Security and retention summary of a config: key and token sources (inline flagged),
+    /// operator roles, retention, content capture, PII policies, license. Exit 1 when
+    /// something is flagged.
+    SecuritySummary {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// JSON instead of Markdown.
+        #[arg(long)]
+        json: bool,
+    },
     /// License tooling: keygen, sign, verify, status.
     License {
         #[command(subcommand)]
@@ -326,6 +338,12 @@ fn main() -> Result<()> {
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::License { command } => license_cli::run(command),
+        Command::SecuritySummary { config, json } => {
+            if !security_summary::run(&config, json)? {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Promote {
             from,
             to,

@@ -5,6 +5,7 @@ pub mod decode;
 pub mod encode;
 pub mod error;
 pub mod stream;
+pub(crate) mod text;
 pub mod types;
 
 /// Protocol headers a caller's Messages request carries that an Anthropic upstream should get.

@@ -5,6 +5,7 @@ pub mod decode;
 pub mod encode;
 pub mod error;
 pub mod stream;
+pub(crate) mod text;
 pub mod types;
 
 pub use types::{Chunk, Request, Response, Usage};

@@ -6,6 +6,7 @@ pub mod decode;
 pub mod encode;
 pub mod error;
 pub mod stream;
+pub(crate) mod text;
 pub mod types;
 
 use std::collections::HashMap;

@@ -5,6 +5,7 @@
 mod callers;
 mod error;
 pub mod limits;
+pub mod pii;
 pub mod raw;
 mod secret;
 mod validate;
@@ -38,6 +39,8 @@ pub struct Config {
     pub limits: limits::LimitsConfig,
     /// `[license]`.
     pub license: LicenseConfig,
+    /// `[[pii_policies]]`, in file order (the first that applies to a request is its policy).
+    pub pii_policies: Vec<pii::PiiPolicyConfig>,
     /// Things that work but should be changed (inline secrets, ...).
     pub warnings: Vec<String>,
     /// SHA-256 (hex) of the file's bytes, shown by `/version`.

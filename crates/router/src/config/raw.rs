@@ -37,6 +37,9 @@ pub struct RawConfig {
     /// `[license]`.
     #[serde(default)]
     pub license: Option<RawLicense>,
+    /// `[[pii_policies]]`.
+    #[serde(default)]
+    pub pii_policies: Vec<super::pii::RawPiiPolicy>,
 }
 
 /// `[license]`.

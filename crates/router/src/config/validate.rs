@@ -163,6 +163,7 @@ pub fn validate(raw: RawConfig, hash: String) -> Result<Config, Vec<ConfigError>
         &mut errors,
         &mut warnings,
     );
+    let pii_policies = super::pii::validate_pii(&raw.pii_policies, &group_names, &mut errors);
     if let Some(l) = &raw.license {
         if l.heartbeat_interval_ms < 100 {
             errors.push(ConfigError::InvalidValue {
@@ -205,6 +206,7 @@ pub fn validate(raw: RawConfig, hash: String) -> Result<Config, Vec<ConfigError>
                     .map_or(5000, |l| l.heartbeat_interval_ms),
             ),
         },
+        pii_policies,
         warnings,
         hash,
         target_count,

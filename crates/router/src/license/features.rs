@@ -72,6 +72,9 @@ pub fn features_used(config: &Config) -> Vec<(String, Feature)> {
     for (i, _) in config.limits.budgets.iter().enumerate() {
         out.push((format!("budgets[{i}]"), Feature::Quotas));
     }
+    for (i, _) in config.pii_policies.iter().enumerate() {
+        out.push((format!("pii_policies[{i}]"), Feature::PiiFiltering));
+    }
     for p in &config.providers {
         if private_host(&p.base_url) {
             out.push((

@@ -31,6 +31,8 @@ pub struct Admitted {
     pub budget: Duration,
     /// Caller headers passed on to an upstream of the caller's own dialect.
     pub forward: Vec<(http::HeaderName, HeaderValue)>,
+    /// What a content stage does to the answer (PII restore or redaction).
+    pub response_filter: Option<crate::policy::ResponseFilter>,
 }
 
 impl Admitted {
@@ -87,6 +89,7 @@ pub(super) async fn admit(
         deadline,
         budget,
         forward,
+        response_filter: None,
     })
 }
 

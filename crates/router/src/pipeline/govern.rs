@@ -35,6 +35,7 @@ pub(super) async fn govern(
     }
     let mut effects = governed.take_effects();
     effects.refused = verdict.is_err();
+    admitted.response_filter = effects.response_filter.take();
     cx.outcome.governed(effects);
     verdict
 }

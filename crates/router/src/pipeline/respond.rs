@@ -9,6 +9,7 @@ use super::attempt::{Committed, Reply};
 use super::conversion::{Checked, Conversion};
 use super::stream_body::{Mode, SseBody, StreamLimits, StreamSource};
 use crate::error::Error;
+use crate::pii::StreamFilter;
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
@@ -31,9 +32,7 @@ pub(super) fn answer(
         ..
     } = committed;
     match reply {
-        Reply::Whole { body, checked } => {
-            whole(cx, &admitted, conv, upstream, &head, body, checked)
-        }
+        Reply::Whole { body, checked } => whole(cx, admitted, conv, upstream, &head, body, checked),
         Reply::Stream { first, rest } => {
             stream(cx, admitted, conv, upstream, provider, first, rest)
         }
@@ -44,7 +43,7 @@ pub(super) fn answer(
 /// form; recorded at once.
 fn whole(
     mut cx: RequestContext,
-    admitted: &Admitted,
+    mut admitted: Admitted,
     mut conv: Conversion,
     upstream: Dialect,
     head: &http::response::Parts,
@@ -63,9 +62,16 @@ fn whole(
                 None => *resp,
             };
             cx.outcome.usage(Some(resp.usage));
-            let answer = conv.answer_context(admitted);
+            let answer = conv.answer_context(&admitted);
             Bytes::from(translate::encode_response(surface, &resp, &answer))
         }
+    };
+    let body = match admitted.response_filter.as_mut() {
+        Some(f) => f
+            .redactor
+            .answer(f.mode, surface, &body)
+            .map_or(body, Bytes::from),
+        None => body,
     };
     let content_type = head
         .headers
@@ -95,7 +101,12 @@ fn stream(
     rest: hyper::body::Incoming,
 ) -> Response {
     let surface = cx.surface;
-    let mode = if upstream == surface && !admitted.body.canonical_rewritten() {
+    let filter = admitted
+        .response_filter
+        .take()
+        .map(|f| StreamFilter::new(f.redactor, f.mode))
+        .filter(StreamFilter::active);
+    let mode = if upstream == surface && !admitted.body.canonical_rewritten() && filter.is_none() {
         Mode::Passthrough {
             dialect: surface,
             drop_forced_usage: !admitted.body.inspected().include_usage,
@@ -105,6 +116,7 @@ fn stream(
         Mode::translate(
             StreamDecoder::new(upstream, conv.take_structured_tool()),
             StreamEncoder::new(surface, answer),
+            filter,
         )
     };
     let p = &cx.state.providers[provider];

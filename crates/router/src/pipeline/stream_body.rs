@@ -8,6 +8,7 @@
 
 use super::record::Outcome;
 use crate::error::Error;
+use crate::pii::StreamFilter;
 use crate::upstream::{Scrubber, UpstreamError};
 use bytes::{Bytes, BytesMut};
 use dialects::canonical::{Event, Usage};
@@ -57,17 +58,26 @@ pub(super) struct Translator {
     events: Vec<Event>,
     usage: Usage,
     saw_usage: bool,
+    /// PII restore or redaction on the answer's text.
+    filter: Option<StreamFilter>,
+    filtered: Vec<Event>,
 }
 
 impl Mode {
     /// A translating mode.
-    pub(super) fn translate(decoder: StreamDecoder, encoder: StreamEncoder) -> Self {
+    pub(super) fn translate(
+        decoder: StreamDecoder,
+        encoder: StreamEncoder,
+        filter: Option<StreamFilter>,
+    ) -> Self {
         Mode::Translate(Box::new(Translator {
             decoder,
             encoder,
             events: Vec::new(),
             usage: Usage::default(),
             saw_usage: false,
+            filter,
+            filtered: Vec::new(),
         }))
     }
 }
@@ -226,6 +236,12 @@ impl SseBody {
                     "an upstream event did not match its dialect",
                 )
             })?;
+            if let Some(f) = t.filter.as_mut() {
+                for ev in t.events.drain(..) {
+                    f.filter(ev, &mut t.filtered);
+                }
+                std::mem::swap(&mut t.events, &mut t.filtered);
+            }
             for mut ev in t.events.drain(..) {
                 match &mut ev {
                     Event::Usage(u) => {
@@ -259,6 +275,13 @@ impl SseBody {
                 let mut out = BytesMut::new();
                 if !self.saw_done && t.decoder.end(&mut t.events) {
                     self.saw_done = true;
+                }
+                if let Some(f) = t.filter.as_mut() {
+                    for ev in t.events.drain(..) {
+                        f.filter(ev, &mut t.filtered);
+                    }
+                    f.flush(&mut t.filtered);
+                    std::mem::swap(&mut t.events, &mut t.filtered);
                 }
                 for ev in t.events.drain(..) {
                     t.encoder.encode(&ev, &mut out);

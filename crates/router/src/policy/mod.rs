@@ -12,6 +12,7 @@
 
 mod body;
 pub mod limits;
+pub mod pii;
 
 pub use crate::error::Denial;
 pub use body::{Purpose, RequestBody};
@@ -100,6 +101,18 @@ pub struct Effects {
     pub limited_by: Option<Arc<str>>,
     /// A stage refused the request.
     pub refused: bool,
+    /// What answers get (PII placeholders restored, or answers redacted).
+    pub response_filter: Option<ResponseFilter>,
+}
+
+/// A filter on the request's answer, set by a content stage: the request's placeholders and
+/// what to do with answers.
+#[derive(Debug)]
+pub struct ResponseFilter {
+    /// The request's placeholders and detectors.
+    pub redactor: crate::pii::Redactor,
+    /// Restore or redact.
+    pub mode: crate::pii::ResponseMode,
 }
 
 impl<'a> Governed<'a> {
@@ -193,6 +206,15 @@ impl<'a> Governed<'a> {
         if self.effects.limited_by.is_none() {
             self.effects.limited_by = Some(stage.clone());
         }
+    }
+
+    /// Filters the request's answer: placeholders restored, or personal data redacted.
+    pub fn filter_responses(
+        &mut self,
+        redactor: crate::pii::Redactor,
+        mode: crate::pii::ResponseMode,
+    ) {
+        self.effects.response_filter = Some(ResponseFilter { redactor, mode });
     }
 
     /// What the stages left (taken), for the request's outcome.
