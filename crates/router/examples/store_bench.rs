@@ -61,6 +61,7 @@ fn record(i: u64, base_ms: i64) -> UsageRecord {
         quota: None,
         annotations: "[]".into(),
         config_hash: "bench".into(),
+        capture_policy: None,
     }
 }
 

@@ -261,8 +261,28 @@ impl Error {
 
     /// The response for a caller speaking `dialect`.
     pub fn into_response(self, dialect: Dialect) -> Response {
+        let (status, body) = self.encoded(dialect);
+        let mut resp = Response::new(Body::from(body));
+        *resp.status_mut() =
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let h = resp.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(ra) = self.retry_after() {
+            let secs = ra.as_secs() + u64::from(ra.subsec_nanos() > 0);
+            if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+                h.insert(http::header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+
+    /// The status and error body a caller speaking `dialect` receives.
+    pub fn encoded(&self, dialect: Dialect) -> (u16, Vec<u8>) {
         let status = self.status().as_u16();
-        let (status, body) = match &self {
+        match self {
             // An upstream's own rejection of the request goes back unchanged when it is
             // already in the caller's shape; otherwise its message is rewrapped.
             Error::Upstream(UpstreamError::Status { body, provider, .. })
@@ -284,22 +304,7 @@ impl Error {
                 self.param(),
                 self.code(),
             ),
-        };
-        let mut resp = Response::new(Body::from(body));
-        *resp.status_mut() =
-            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let h = resp.headers_mut();
-        h.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        if let Some(ra) = self.retry_after() {
-            let secs = ra.as_secs() + u64::from(ra.subsec_nanos() > 0);
-            if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
-                h.insert(http::header::RETRY_AFTER, v);
-            }
         }
-        resp
     }
 
     fn retryable_upstream(&self) -> bool {

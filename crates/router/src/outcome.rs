@@ -74,6 +74,8 @@ pub struct RequestOutcome {
     pub quota: Option<Arc<str>>,
     /// The hash of the config the request was served under.
     pub config_hash: Arc<str>,
+    /// The capture policy that stored the request's content.
+    pub capture_policy: Option<Arc<str>>,
 }
 
 /// A governance stage's note on a request's record (never content).

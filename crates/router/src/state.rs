@@ -87,6 +87,13 @@ impl Runtime {
         store: Option<Arc<dyn UsageStore>>,
         stages: Vec<Arc<dyn Stage>>,
     ) -> Self {
+        // Captured content goes to the store through one task (kept across reloads).
+        let recorder = match (&store, recorder.captures()) {
+            (Some(s), None) if tokio::runtime::Handle::try_current().is_ok() => {
+                recorder.with_captures(crate::usage::capture::CaptureSink::spawn(s.clone()))
+            }
+            _ => recorder,
+        };
         let providers = config.providers.iter().map(Provider::new).collect();
         let health = Health::new(config.target_count, &config.routing);
         let affinity = Arc::new(Affinity::new(
@@ -184,6 +191,10 @@ impl Runtime {
         // stages spend work on it.
         let mut all: Vec<Arc<dyn Stage>> = limits.iter().map(Limits::stage).collect();
         all.extend(crate::policy::pii::PiiStage::all(&config.pii_policies));
+        all.extend(crate::policy::capture::CaptureStage::all(
+            &config.capture_policies,
+            &config.pii_policies,
+        ));
         all.extend(stages.iter().cloned());
         let governance = Governance::new(all, auth.callers(), &config.groups);
         Runtime {

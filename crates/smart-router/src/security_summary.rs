@@ -142,14 +142,56 @@ fn summarize(raw: &RawConfig, config: &Config) -> Value {
             "retention_days": (config.store.retention_days > 0).then_some(config.store.retention_days),
             "content": "usage records hold no prompt or response text",
         },
-        "content_capture": {
-            "policies": [],
-            "stored": "none: prompts and responses are never stored",
-        },
+        "content_capture": capture(config, &mut flags),
         "pii_policies": pii,
         "license": license,
         "flags": flags,
     })
+}
+
+/// Every capture policy, where it applies, what it stores and for how long.
+fn capture(config: &Config, flags: &mut Vec<String>) -> Value {
+    let policies: Vec<Value> = config
+        .capture_policies
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            if !p.redact_pii && p.capture != router::config::capture::CaptureMode::None {
+                flags.push(format!(
+                    "capture_policies[{i}] ({}) stores raw content (redact_pii = false)",
+                    p.name
+                ));
+            }
+            json!({
+                "name": p.name.as_ref(),
+                "capture": p.capture.as_str(),
+                "sample_rate": match p.capture {
+                    router::config::capture::CaptureMode::Sampled(r) => json!(r),
+                    _ => Value::Null,
+                },
+                "groups_covered": config
+                    .groups
+                    .iter()
+                    .filter(|g| router::config::pii::covers_group(&p.applies, g))
+                    .map(|g| g.name.as_str())
+                    .collect::<Vec<_>>(),
+                "projects": p.applies.projects.as_ref().map(|s| { let mut v: Vec<&String> = s.iter().collect(); v.sort(); v }),
+                "max_body_bytes": p.max_body_bytes,
+                "retention_days": p.retention_days,
+                "redact_pii": p.redact_pii,
+            })
+        })
+        .collect();
+    let stored = if policies.is_empty() {
+        "none: prompts and responses are never stored".to_string()
+    } else {
+        format!(
+            "{} capture polic{} (table captured_content; read by admins only)",
+            policies.len(),
+            if policies.len() == 1 { "y" } else { "ies" }
+        )
+    };
+    json!({"policies": policies, "stored": stored})
 }
 
 fn license(config: &Config, flags: &mut Vec<String>) -> Value {
@@ -269,6 +311,26 @@ fn markdown(s: &Value) -> String {
         "- content capture: {}",
         str_of(&s["content_capture"]["stored"])
     );
+    for p in s["content_capture"]["policies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let _ = writeln!(
+            out,
+            "  - `{}`: {} on groups {}, kept {} days, max {} bytes per body, PII {}",
+            str_of(&p["name"]),
+            str_of(&p["capture"]),
+            str_of(&p["groups_covered"]),
+            str_of(&p["retention_days"]),
+            str_of(&p["max_body_bytes"]),
+            if p["redact_pii"] == true {
+                "redacted"
+            } else {
+                "**raw (flagged)**"
+            },
+        );
+    }
     let _ = writeln!(out, "\n## PII policies\n");
     let pii = s["pii_policies"].as_array().cloned().unwrap_or_default();
     if pii.is_empty() {

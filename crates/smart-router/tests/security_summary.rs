@@ -50,6 +50,11 @@ applies_to = { projects = ["payments"], groups = ["fast"] }
 detect = ["email", "credit_card"]
 action = "block"
 responses = "off"
+[[capture_policies]]
+name = "debug"
+applies_to = { projects = ["payments"] }
+capture = "errors"
+retention_days = 3
 "#;
 
 fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
@@ -136,6 +141,11 @@ fn summary_reports_sources_roles_retention_and_policies() {
     assert_eq!(p["applies_to"]["projects"], serde_json::json!(["payments"]));
     assert_eq!(p["groups_covered"], serde_json::json!(["fast"]));
     assert_eq!(s["license"]["status"], "unlicensed");
+    let c = &s["content_capture"]["policies"][0];
+    assert_eq!(c["name"], "debug");
+    assert_eq!(c["capture"], "errors");
+    assert_eq!(c["retention_days"], 3);
+    assert_eq!(c["redact_pii"], true);
     let flags: Vec<&str> = s["flags"]
         .as_array()
         .unwrap()
@@ -158,6 +168,7 @@ fn summary_reports_sources_roles_retention_and_policies() {
         "| openai | env | env:SUMMARY_TEST_OPENAI_KEY |",
         "- admin: ops",
         "retention: 30 days",
+        "`debug`: errors on groups [\"claude\",\"fast\"], kept 3 days",
         "`strict`: block on groups [\"fast\"], projects [\"payments\"]",
         "## Flags",
     ] {

@@ -340,6 +340,31 @@ pub async fn request_detail(
     ))
 }
 
+/// `GET /admin/requests/{request_id}/content` (admin only): the captured request and response
+/// bodies of a request (every hop and record that captured one).
+pub async fn request_content(
+    Current(state): Current,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+) -> Answer {
+    require(&state, &headers, &[Role::Admin])?;
+    let Path(id) = id.map_err(|_| bad_request("the request id is not valid text".into()))?;
+    let store = state.store.as_ref().ok_or_else(no_store)?;
+    let captures = store.captures(&id).await.map_err(store_unavailable)?;
+    if captures.is_empty() {
+        return Err(refuse(Error::NotFound {
+            what: format!(
+                "no captured content for request {}",
+                crate::bounds::clip(&id, crate::bounds::MAX_ID_LEN)
+            ),
+        }));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::json!({"request_id": id, "captures": captures}).to_string(),
+    ))
+}
+
 /// A record as JSON with its attempts and warnings expanded.
 fn record_json(r: &crate::usage::UsageRecord) -> serde_json::Value {
     let mut v = serde_json::to_value(r).expect("records serialise");
@@ -384,6 +409,7 @@ pub const EXPORT_COLUMNS: &[&str] = &[
     "affinity_hit",
     "quota",
     "config_hash",
+    "capture_policy",
 ];
 
 /// One record as an export line (JSONL or CSV).

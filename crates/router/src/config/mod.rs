@@ -3,6 +3,7 @@
 //! with the path of its key.
 
 mod callers;
+pub mod capture;
 mod error;
 pub mod limits;
 pub mod pii;
@@ -41,6 +42,8 @@ pub struct Config {
     pub license: LicenseConfig,
     /// `[[pii_policies]]`, in file order (the first that applies to a request is its policy).
     pub pii_policies: Vec<pii::PiiPolicyConfig>,
+    /// `[[capture_policies]]`, in file order (the first that applies to a request is its policy).
+    pub capture_policies: Vec<capture::CapturePolicyConfig>,
     /// Things that work but should be changed (inline secrets, ...).
     pub warnings: Vec<String>,
     /// SHA-256 (hex) of the file's bytes, shown by `/version`.

@@ -40,6 +40,9 @@ pub struct RawConfig {
     /// `[[pii_policies]]`.
     #[serde(default)]
     pub pii_policies: Vec<super::pii::RawPiiPolicy>,
+    /// `[[capture_policies]]`.
+    #[serde(default)]
+    pub capture_policies: Vec<super::capture::RawCapturePolicy>,
 }
 
 /// `[license]`.

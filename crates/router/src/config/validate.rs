@@ -164,6 +164,8 @@ pub fn validate(raw: RawConfig, hash: String) -> Result<Config, Vec<ConfigError>
         &mut warnings,
     );
     let pii_policies = super::pii::validate_pii(&raw.pii_policies, &group_names, &mut errors);
+    let capture_policies =
+        super::capture::validate_capture(&raw.capture_policies, &group_names, &mut errors);
     if let Some(l) = &raw.license {
         if l.heartbeat_interval_ms < 100 {
             errors.push(ConfigError::InvalidValue {
@@ -207,6 +209,7 @@ pub fn validate(raw: RawConfig, hash: String) -> Result<Config, Vec<ConfigError>
             ),
         },
         pii_policies,
+        capture_policies,
         warnings,
         hash,
         target_count,

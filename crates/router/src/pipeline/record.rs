@@ -8,6 +8,7 @@ use crate::auth::Caller;
 use crate::outcome::{Annotation, Attempt, RequestOutcome};
 use crate::policy::{Effects, Hold, Settled};
 use crate::usage::Recorder;
+use crate::usage::capture::PendingCapture;
 use dialects::canonical::{RateLimits, Usage};
 use dialects::{Dialect, translate};
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -28,6 +29,8 @@ pub struct Outcome {
     headers: Vec<(&'static str, String)>,
     /// Governance refused the request.
     refused: bool,
+    /// The request's content capture, when a capture policy may store it.
+    capture: Option<Box<PendingCapture>>,
 }
 
 impl Outcome {
@@ -65,6 +68,7 @@ impl Outcome {
                 annotations: Vec::new(),
                 quota: None,
                 config_hash: recorder.config_hash(),
+                capture_policy: None,
             }),
             started: arrival.started,
             recorder,
@@ -72,6 +76,7 @@ impl Outcome {
             rate_limits: RateLimits::default(),
             headers: Vec::new(),
             refused: false,
+            capture: None,
         }
     }
 
@@ -170,6 +175,26 @@ impl Outcome {
         self.rate_limits = effects.rate_limits;
         self.headers.extend(effects.headers);
         self.refused = effects.refused;
+        self.capture = effects.capture.map(Box::new);
+    }
+
+    /// Whether the request's content may be captured (its answer is wanted).
+    pub fn capturing(&self) -> bool {
+        self.capture.is_some()
+    }
+
+    /// The whole answer (or error body) the caller receives, for the capture.
+    pub fn capture_whole(&mut self, body: &bytes::Bytes) {
+        if let Some(c) = self.capture.as_mut() {
+            c.whole(body.clone());
+        }
+    }
+
+    /// A streamed answer, assembled, for the capture.
+    pub fn capture_stream(&mut self, text: String, tool_calls: Vec<(String, String)>) {
+        if let Some(c) = self.capture.as_mut() {
+            c.stream(text, tool_calls);
+        }
     }
 
     /// The first byte of the answer went to the client.
@@ -243,6 +268,16 @@ impl Outcome {
         };
         for hold in self.holds.drain(..) {
             hold.settle(&end);
+        }
+        if let Some(c) = self.capture.take() {
+            let failed = r.http_status >= 400 || r.error_kind.is_some();
+            let policy = c.policy().clone();
+            if let (Some(content), Some(sink)) =
+                (c.finish(&r.request_id, failed), self.recorder.captures())
+            {
+                sink.submit(content);
+                r.capture_policy = Some(policy);
+            }
         }
         self.recorder.record(r, cost_usd);
     }

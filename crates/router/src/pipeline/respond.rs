@@ -7,7 +7,7 @@ use super::RequestContext;
 use super::admit::Admitted;
 use super::attempt::{Committed, Reply};
 use super::conversion::{Checked, Conversion};
-use super::stream_body::{Mode, SseBody, StreamLimits, StreamSource};
+use super::stream_body::{Assembly, Mode, SseBody, StreamLimits, StreamSource};
 use crate::error::Error;
 use crate::pii::StreamFilter;
 use axum::body::Body;
@@ -73,6 +73,7 @@ fn whole(
             .map_or(body, Bytes::from),
         None => body,
     };
+    cx.outcome.capture_whole(&body);
     let content_type = head
         .headers
         .get(http::header::CONTENT_TYPE)
@@ -146,13 +147,21 @@ fn stream(
         http::header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache"),
     );
-    *resp.body_mut() = Body::new(SseBody::new(source, mode, surface, cx.outcome));
+    let assemble = cx
+        .outcome
+        .capturing()
+        .then(|| Assembly::new(matches!(mode, Mode::Passthrough { .. }).then_some(upstream)));
+    *resp.body_mut() = Body::new(SseBody::new(source, mode, surface, cx.outcome, assemble));
     resp
 }
 
 /// Answers with an error in the caller's dialect, and records it.
 pub(super) fn refuse(mut cx: RequestContext, e: Error) -> Response {
     let kind = e.kind();
+    if cx.outcome.capturing() {
+        cx.outcome
+            .capture_whole(&Bytes::from(e.encoded(cx.surface).1));
+    }
     let mut resp = e.into_response(cx.surface);
     cx.outcome.response_headers(resp.headers_mut(), cx.surface);
     cx.outcome.finish(resp.status().as_u16(), Some(kind));

@@ -82,6 +82,66 @@ impl Mode {
     }
 }
 
+/// A streamed answer assembled for content capture: its text and tool calls. A passthrough
+/// stream is decoded for it on the side (the bytes sent are untouched).
+#[derive(Debug)]
+pub(super) struct Assembly {
+    decoder: Option<StreamDecoder>,
+    events: Vec<Event>,
+    text: String,
+    calls: Vec<(usize, String, String)>,
+}
+
+impl Assembly {
+    /// An assembly; `decode`: the dialect to decode passed-through events from.
+    pub(super) fn new(decode: Option<Dialect>) -> Self {
+        Assembly {
+            decoder: decode.map(|d| StreamDecoder::new(d, None)),
+            events: Vec::new(),
+            text: String::new(),
+            calls: Vec::new(),
+        }
+    }
+
+    fn observe(&mut self, ev: &Event) {
+        match ev {
+            Event::TextDelta(t) => self.text.push_str(t),
+            Event::ToolCallStart { index, name, .. } => {
+                self.calls.push((*index, name.clone(), String::new()));
+            }
+            Event::ToolCallArgs { index, delta } => {
+                if let Some(c) = self.calls.iter_mut().find(|c| c.0 == *index) {
+                    c.2.push_str(delta);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A passed-through event's data.
+    fn decode(&mut self, data: &[u8]) {
+        let Some(d) = self.decoder.as_mut() else {
+            return;
+        };
+        if d.decode(data, &mut self.events).is_ok() {
+            let events = std::mem::take(&mut self.events);
+            for ev in &events {
+                self.observe(ev);
+            }
+            self.events = events;
+            self.events.clear();
+        }
+    }
+
+    fn take(&mut self) -> (String, Vec<(String, String)>) {
+        let calls = std::mem::take(&mut self.calls)
+            .into_iter()
+            .map(|(_, name, args)| (name, args))
+            .collect();
+        (std::mem::take(&mut self.text), calls)
+    }
+}
+
 /// The streamed answer's body.
 pub(super) struct SseBody {
     upstream: Incoming,
@@ -96,6 +156,7 @@ pub(super) struct SseBody {
     scrubber: Scrubber,
     limits: StreamLimits,
     timer: Pin<Box<Sleep>>,
+    assembly: Option<Box<Assembly>>,
 }
 
 /// Where a stream goes and what it carries, for [`SseBody::new`].
@@ -124,6 +185,7 @@ impl SseBody {
         mode: Mode,
         surface: Dialect,
         outcome: Outcome,
+        assembly: Option<Assembly>,
     ) -> Self {
         let limits = source.limits;
         SseBody {
@@ -139,6 +201,7 @@ impl SseBody {
             scrubber: source.scrubber,
             timer: Box::pin(tokio::time::sleep_until(next_wake(&limits))),
             limits,
+            assembly: assembly.map(Box::new),
         }
     }
 
@@ -182,6 +245,9 @@ impl SseBody {
             let Some(data) = sse::frame_data(frame) else {
                 continue;
             };
+            if let Some(a) = self.assembly.as_mut() {
+                a.decode(&data);
+            }
             match tap_event(dialect, sse::frame_event(frame), &data) {
                 Tap::Done => self.saw_done = true,
                 Tap::DoneWithUsage(u) => {
@@ -257,6 +323,9 @@ impl SseBody {
                     }
                     _ => {}
                 }
+                if let Some(a) = self.assembly.as_mut() {
+                    a.observe(&ev);
+                }
                 t.encoder.encode(&ev, &mut out);
             }
         }
@@ -284,6 +353,9 @@ impl SseBody {
                     std::mem::swap(&mut t.events, &mut t.filtered);
                 }
                 for ev in t.events.drain(..) {
+                    if let Some(a) = self.assembly.as_mut() {
+                        a.observe(&ev);
+                    }
                     t.encoder.encode(&ev, &mut out);
                 }
                 (self.saw_done || self.upstream_error, out.freeze())
@@ -298,6 +370,10 @@ impl SseBody {
     /// Ends the stream: records the outcome and, on failure, returns the error event to send.
     fn finish(&mut self, failure: Option<Error>) -> Option<Bytes> {
         let mut outcome = self.outcome.take()?;
+        if let Some(a) = self.assembly.as_mut() {
+            let (text, calls) = a.take();
+            outcome.capture_stream(text, calls);
+        }
         if let Mode::Translate(t) = &self.mode {
             outcome.warn(t.encoder.warnings().into_iter().map(|w| w.0));
         }

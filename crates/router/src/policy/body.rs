@@ -29,6 +29,8 @@ pub struct RequestBody {
     canonical: Option<(Request, Vec<String>)>,
     /// A stage changed the canonical form: upstream bodies are encoded from it.
     canonical_rewritten: bool,
+    /// The bytes as received, once a stage replaced them.
+    original: Option<Bytes>,
 }
 
 impl RequestBody {
@@ -45,12 +47,18 @@ impl RequestBody {
             purpose,
             canonical: None,
             canonical_rewritten: false,
+            original: None,
         })
     }
 
     /// The bytes.
     pub fn bytes(&self) -> &Bytes {
         &self.bytes
+    }
+
+    /// The bytes as the caller sent them (before any stage replaced them).
+    pub fn original(&self) -> &Bytes {
+        self.original.as_ref().unwrap_or(&self.bytes)
     }
 
     /// The inspection (routing summary and rewrite spans).
@@ -108,6 +116,7 @@ impl RequestBody {
     pub fn replace(&mut self, bytes: Bytes) -> Result<(), DecodeError> {
         let mut next = RequestBody::inspect(self.surface, self.purpose, bytes)?;
         next.inspected.summary.session_key = self.inspected.summary.session_key.take();
+        next.original = Some(self.original.take().unwrap_or_else(|| self.bytes.clone()));
         *self = next;
         Ok(())
     }

@@ -11,6 +11,7 @@
 //! stage runs them.
 
 mod body;
+pub mod capture;
 pub mod limits;
 pub mod pii;
 
@@ -103,6 +104,8 @@ pub struct Effects {
     pub refused: bool,
     /// What answers get (PII placeholders restored, or answers redacted).
     pub response_filter: Option<ResponseFilter>,
+    /// The request's content capture, when a capture policy may store it.
+    pub capture: Option<crate::usage::capture::PendingCapture>,
 }
 
 /// A filter on the request's answer, set by a content stage: the request's placeholders and
@@ -206,6 +209,16 @@ impl<'a> Governed<'a> {
         if self.effects.limited_by.is_none() {
             self.effects.limited_by = Some(stage.clone());
         }
+    }
+
+    /// The body as the caller sent it (before any stage rewrote it).
+    pub fn original_body(&self) -> &Bytes {
+        self.body.original()
+    }
+
+    /// Captures the request's content (decided when it ends).
+    pub fn capture(&mut self, pending: crate::usage::capture::PendingCapture) {
+        self.effects.capture = Some(pending);
     }
 
     /// Filters the request's answer: placeholders restored, or personal data redacted.

@@ -40,6 +40,10 @@ pub fn app(live: Arc<Live>) -> Router {
         .route("/metrics", get(crate::admin::metrics))
         .route("/admin/reports/usage", get(crate::admin::usage_report))
         .route("/admin/requests/{id}", get(crate::admin::request_detail))
+        .route(
+            "/admin/requests/{id}/content",
+            get(crate::admin::request_content),
+        )
         .route("/admin/exports/usage", get(crate::admin::export))
         .route("/admin/limits", get(crate::admin::limits))
         .route("/admin/license", get(crate::admin::license))

@@ -2,6 +2,7 @@
 //! pipeline's `record` stage) are logged, counted in the metrics and written to the usage store
 //! as [`UsageRecord`]s through the bounded [`Writer`]; never any content.
 
+pub mod capture;
 mod client;
 pub mod record;
 pub mod retention;
@@ -9,7 +10,7 @@ pub mod store;
 pub mod writer;
 
 pub use client::detect_client;
-pub use record::{TargetInfo, TargetTable, UsageRecord};
+pub use record::{CapturedContent, TargetInfo, TargetTable, UsageRecord};
 pub use writer::{Writer, WriterStats};
 
 pub use crate::outcome::{Annotation, Attempt, RequestOutcome};
@@ -31,6 +32,7 @@ pub struct Recorder {
     config_hash: Arc<str>,
     targets: TargetTable,
     writer: Option<Arc<Writer>>,
+    captures: Option<capture::CaptureSink>,
     outcomes: Option<mpsc::Sender<RequestOutcome>>,
 }
 
@@ -42,6 +44,7 @@ impl Recorder {
             config_hash: config.hash.as_str().into(),
             targets: TargetTable::from_config(config),
             writer: None,
+            captures: None,
             outcomes: None,
         }
     }
@@ -54,6 +57,7 @@ impl Recorder {
             config_hash: config.hash.as_str().into(),
             targets: TargetTable::from_config(config),
             writer: self.writer.clone(),
+            captures: self.captures.clone(),
             outcomes: self.outcomes.clone(),
         }
     }
@@ -67,6 +71,17 @@ impl Recorder {
     pub fn with_writer(mut self, writer: Arc<Writer>) -> Self {
         self.writer = Some(writer);
         self
+    }
+
+    /// Also stores captured content through `sink`.
+    pub fn with_captures(mut self, sink: capture::CaptureSink) -> Self {
+        self.captures = Some(sink);
+        self
+    }
+
+    /// Where captured content goes, when there is a store.
+    pub fn captures(&self) -> Option<&capture::CaptureSink> {
+        self.captures.as_ref()
     }
 
     /// Also queues every outcome (for tests and embedders), `capacity` deep.

@@ -79,6 +79,37 @@ pub struct UsageRecord {
     /// before it was recorded).
     #[serde(default)]
     pub config_hash: String,
+    /// The capture policy that stored the request's content (none: nothing was captured).
+    #[serde(default)]
+    pub capture_policy: Option<String>,
+}
+
+/// One request's captured content, as stored (see [`crate::usage::capture`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CapturedContent {
+    /// Its own id.
+    pub capture_id: String,
+    /// The request it belongs to.
+    pub request_id: String,
+    /// The capture policy that selected it.
+    pub policy: String,
+    /// When it was captured (Unix ms).
+    pub captured_at_ms: i64,
+    /// When it is purged (Unix ms).
+    pub expires_at_ms: i64,
+    /// The caller's dialect.
+    pub surface: String,
+    /// The request body (JSON text), possibly cut.
+    pub request_body: String,
+    /// The request body was longer than the policy's `max_body_bytes`.
+    pub request_truncated: bool,
+    /// The answer: a whole body as the caller received it (JSON text) or, for a stream, the
+    /// assembled answer (`{"text": ..., "tool_calls": [...]}`), possibly cut.
+    pub response_body: String,
+    /// The answer was longer than `max_body_bytes`.
+    pub response_truncated: bool,
+    /// PII was redacted before storing.
+    pub pii_redacted: bool,
 }
 
 fn empty_array() -> String {
@@ -226,6 +257,7 @@ impl UsageRecord {
             affinity_hit: o.affinity_hit,
             quota: o.quota.as_deref().map(str::to_string),
             config_hash: o.config_hash.to_string(),
+            capture_policy: o.capture_policy.as_ref().map(|p| p.to_string()),
             annotations: if o.annotations.is_empty() {
                 empty_array()
             } else {

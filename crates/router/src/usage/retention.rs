@@ -1,5 +1,6 @@
 //! Retention: records older than `store.retention_days` are deleted in bounded batches, hourly
-//! and at start. Purged records are gone from every report and export.
+//! and at start. Purged records are gone from every report and export. Captured content is
+//! purged on the same schedule when its own policy's retention ends.
 
 use super::store::{StoreError, UsageStore};
 use std::time::Duration;
@@ -26,23 +27,30 @@ pub fn cutoff_ms(days: u32) -> i64 {
     crate::time::now_ms() - i64::from(days) * 86_400_000
 }
 
-/// Purges hourly until `shutdown` turns true. `days == 0` keeps everything.
+/// Purges hourly until `shutdown` turns true: usage records older than `days` (`0` keeps
+/// them all) and captured content past its policy's retention.
 pub async fn run(
     store: std::sync::Arc<dyn UsageStore>,
     days: u32,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    if days == 0 {
-        return;
-    }
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tokio::select! {
-            _ = tick.tick() => match purge(store.as_ref(), cutoff_ms(days)).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(purged = n, days, "usage retention purge"),
-                Err(e) => tracing::warn!(error = %e, "usage retention purge failed"),
-            },
+            _ = tick.tick() => {
+                if days > 0 {
+                    match purge(store.as_ref(), cutoff_ms(days)).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(purged = n, days, "usage retention purge"),
+                        Err(e) => tracing::warn!(error = %e, "usage retention purge failed"),
+                    }
+                }
+                match store.purge_captures(crate::time::now_ms()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(purged = n, "captured content retention purge"),
+                    Err(e) => tracing::warn!(error = %e, "captured content purge failed"),
+                }
+            }
             _ = shutdown.changed() => return,
         }
     }

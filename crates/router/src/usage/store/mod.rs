@@ -7,7 +7,7 @@ mod sql;
 
 pub use report::{Dimension, ReportQuery, ReportRow, render_csv, render_json};
 
-use super::record::UsageRecord;
+use super::record::{CapturedContent, UsageRecord};
 use futures_util::future::BoxFuture;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -112,6 +112,18 @@ pub trait UsageStore: Send + Sync + std::fmt::Debug {
         &'a self,
         dir: &'a std::path::Path,
     ) -> BoxFuture<'a, Result<(String, u64), StoreError>>;
+    /// Stores one request's captured content.
+    fn insert_capture<'a>(
+        &'a self,
+        c: &'a CapturedContent,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// The captured content of a request (every hop and record that captured), oldest first.
+    fn captures<'a>(
+        &'a self,
+        request_id: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<CapturedContent>, StoreError>>;
+    /// Deletes captured content whose retention ended by `now_ms`; returns how many.
+    fn purge_captures(&self, now_ms: i64) -> BoxFuture<'_, Result<u64, StoreError>>;
     /// USD spent since `from_ms` by requests whose `column` (`caller`, `project`, `team`,
     /// `environment`; `None`: everyone) is `subject`, to `groups` (`None`: any group) — what a
     /// budget's counter is rebuilt from.

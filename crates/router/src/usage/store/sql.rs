@@ -6,7 +6,7 @@
 
 use super::report::Measures;
 use super::{BucketRows, Instance, ReportQuery, StoreError, UsageStore};
-use crate::usage::record::{UsageRecord, latency_bucket};
+use crate::usage::record::{CapturedContent, UsageRecord, latency_bucket};
 use futures_util::TryStreamExt;
 use futures_util::future::BoxFuture;
 use sqlx::Row;
@@ -14,7 +14,7 @@ use std::str::FromStr;
 use tokio::sync::mpsc;
 
 /// Columns in insert order.
-const COLUMNS: &str = "record_id, request_id, parent_id, started_at_ms, caller, project, team, environment, client, surface, group_name, provider, model, status, http_status, error_kind, attempts, attempts_json, fallback, stream, latency_ms, ttft_ms, input_tokens, cached_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_usd, warnings, affinity_hit, latency_bucket, ttft_bucket, quota, annotations, config_hash";
+const COLUMNS: &str = "record_id, request_id, parent_id, started_at_ms, caller, project, team, environment, client, surface, group_name, provider, model, status, http_status, error_kind, attempts, attempts_json, fallback, stream, latency_ms, ttft_ms, input_tokens, cached_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_usd, warnings, affinity_hit, latency_bucket, ttft_bucket, quota, annotations, config_hash, capture_policy";
 
 /// Registers an instance, or refreshes its heartbeat (re-creating a row removed meanwhile).
 const UPSERT_INSTANCE: &str = "INSERT INTO router_instances (instance_id, hostname, started_at_ms, last_seen_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (instance_id) DO UPDATE SET last_seen_ms = EXCLUDED.last_seen_ms";
@@ -39,7 +39,8 @@ fn ddl(text: &str, int: &str, big: &str, real: &str, boolean: &str) -> Vec<Strin
             cache_write_tokens {big} NOT NULL, output_tokens {big} NOT NULL, reasoning_tokens {big} NOT NULL,
             cost_usd {real} NOT NULL, warnings {text} NOT NULL, affinity_hit {boolean},
             latency_bucket {int} NOT NULL, ttft_bucket {int}, quota {text},
-            annotations {text} NOT NULL DEFAULT '[]', config_hash {text} NOT NULL DEFAULT '')"
+            annotations {text} NOT NULL DEFAULT '[]', config_hash {text} NOT NULL DEFAULT '',
+            capture_policy {text})"
         ),
         "CREATE INDEX IF NOT EXISTS usage_records_started ON usage_records (started_at_ms)".into(),
         "CREATE INDEX IF NOT EXISTS usage_records_request ON usage_records (request_id)".into(),
@@ -48,6 +49,16 @@ fn ddl(text: &str, int: &str, big: &str, real: &str, boolean: &str) -> Vec<Strin
             instance_id {text} PRIMARY KEY, hostname {text} NOT NULL,
             started_at_ms {big} NOT NULL, last_seen_ms {big} NOT NULL)"
         ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS captured_content (
+            capture_id {text} PRIMARY KEY, request_id {text} NOT NULL, policy {text} NOT NULL,
+            captured_at_ms {big} NOT NULL, expires_at_ms {big} NOT NULL, surface {text} NOT NULL,
+            request_body {text} NOT NULL, request_truncated {boolean} NOT NULL,
+            response_body {text} NOT NULL, response_truncated {boolean} NOT NULL,
+            pii_redacted {boolean} NOT NULL)"
+        ),
+        "CREATE INDEX IF NOT EXISTS captured_content_request ON captured_content (request_id)".into(),
+        "CREATE INDEX IF NOT EXISTS captured_content_expires ON captured_content (expires_at_ms)".into(),
     ]
 }
 
@@ -60,6 +71,7 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("quota", "TEXT"),
     ("annotations", "TEXT NOT NULL DEFAULT '[]'"),
     ("config_hash", "TEXT NOT NULL DEFAULT ''"),
+    ("capture_policy", "TEXT"),
 ];
 
 /// The SQL expression of a report dimension (text, or an integer for day and hour).
@@ -158,6 +170,7 @@ macro_rules! sql_store {
                     quota: row.try_get("quota")?,
                     annotations: row.try_get("annotations")?,
                     config_hash: row.try_get("config_hash")?,
+                    capture_policy: row.try_get("capture_policy")?,
                 })
             }
         }
@@ -251,7 +264,8 @@ macro_rules! sql_store {
                                 .bind(r.ttft_ms.map(latency_bucket))
                                 .bind(&r.quota)
                                 .bind(&r.annotations)
-                                .bind(&r.config_hash);
+                                .bind(&r.config_hash)
+                                .bind(&r.capture_policy);
                         }
                         q.execute(&mut *tx).await?;
                     }
@@ -499,6 +513,67 @@ macro_rules! sql_store {
                 dir: &'a std::path::Path,
             ) -> BoxFuture<'a, Result<(String, u64), StoreError>> {
                 Box::pin(self.snapshot_into(dir))
+            }
+
+            fn insert_capture<'a>(&'a self, c: &'a CapturedContent) -> BoxFuture<'a, Result<(), StoreError>> {
+                Box::pin(async move {
+                    sqlx::query::<$db>(
+                        "INSERT INTO captured_content (capture_id, request_id, policy, captured_at_ms, expires_at_ms, surface, request_body, request_truncated, response_body, response_truncated, pii_redacted) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (capture_id) DO NOTHING",
+                    )
+                    .bind(&c.capture_id)
+                    .bind(&c.request_id)
+                    .bind(&c.policy)
+                    .bind(c.captured_at_ms)
+                    .bind(c.expires_at_ms)
+                    .bind(&c.surface)
+                    .bind(&c.request_body)
+                    .bind(c.request_truncated)
+                    .bind(&c.response_body)
+                    .bind(c.response_truncated)
+                    .bind(c.pii_redacted)
+                    .execute(&self.pool)
+                    .await?;
+                    Ok(())
+                })
+            }
+
+            fn captures<'a>(&'a self, request_id: &'a str) -> BoxFuture<'a, Result<Vec<CapturedContent>, StoreError>> {
+                Box::pin(async move {
+                    let rows = sqlx::query::<$db>(
+                        "SELECT * FROM captured_content WHERE request_id = $1 ORDER BY captured_at_ms, capture_id",
+                    )
+                    .bind(request_id)
+                    .fetch_all(&self.pool)
+                    .await?;
+                    rows.iter()
+                        .map(|r| {
+                            Ok(CapturedContent {
+                                capture_id: r.try_get("capture_id")?,
+                                request_id: r.try_get("request_id")?,
+                                policy: r.try_get("policy")?,
+                                captured_at_ms: r.try_get("captured_at_ms")?,
+                                expires_at_ms: r.try_get("expires_at_ms")?,
+                                surface: r.try_get("surface")?,
+                                request_body: r.try_get("request_body")?,
+                                request_truncated: r.try_get("request_truncated")?,
+                                response_body: r.try_get("response_body")?,
+                                response_truncated: r.try_get("response_truncated")?,
+                                pii_redacted: r.try_get("pii_redacted")?,
+                            })
+                        })
+                        .collect::<Result<_, sqlx::Error>>()
+                        .map_err(StoreError::from)
+                })
+            }
+
+            fn purge_captures(&self, now_ms: i64) -> BoxFuture<'_, Result<u64, StoreError>> {
+                Box::pin(async move {
+                    let r = sqlx::query::<$db>("DELETE FROM captured_content WHERE expires_at_ms <= $1")
+                        .bind(now_ms)
+                        .execute(&self.pool)
+                        .await?;
+                    Ok(r.rows_affected())
+                })
             }
 
             fn spend<'a>(
