@@ -19,6 +19,8 @@ TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "de
 ROUTER_BIN = os.environ.get("SMART_ROUTER_BIN", str(TARGET / "smart-router"))
 FAKE_BIN = os.environ.get("FAKE_UPSTREAM_BIN", str(TARGET / "fake-upstream"))
 TOKEN = "e2e-token"
+PII_TOKEN = "e2e-pii-token"
+BLOCK_TOKEN = "e2e-block-token"
 
 CONFIG = """
 [server]
@@ -72,6 +74,30 @@ model = "fake-text"
 name = "e2e"
 groups = ["fast", "textonly", "claude", "ratelimited", "resp"]
 token = "{token}"
+
+[[callers]]
+name = "e2e-payments"
+project = "payments"
+groups = ["fast", "claude", "resp"]
+token = "{pii_token}"
+
+[[callers]]
+name = "e2e-blocked"
+project = "blocked"
+groups = ["fast", "claude", "resp"]
+token = "{block_token}"
+
+[[pii_policies]]
+name = "payments-pii"
+applies_to = {{ projects = ["payments"] }}
+action = "redact"
+responses = "restore"
+
+[[pii_policies]]
+name = "blocked-pii"
+applies_to = {{ projects = ["blocked"] }}
+detect = ["email", "credit_card"]
+action = "block"
 """
 
 
@@ -113,7 +139,7 @@ class Fake:
 def stack():
     fake_proc, fake_url = _spawn([FAKE_BIN], "fake-upstream listening on ")
     cfg = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)
-    cfg.write(CONFIG.format(fake=fake_url, token=TOKEN))
+    cfg.write(CONFIG.format(fake=fake_url, token=TOKEN, pii_token=PII_TOKEN, block_token=BLOCK_TOKEN))
     cfg.close()
     router_proc, router_url = _spawn(
         [ROUTER_BIN, "serve", "--config", cfg.name], "smart-router listening on "
