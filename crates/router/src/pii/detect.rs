@@ -21,9 +21,22 @@ struct BuiltIn {
     validate: fn(&str) -> Option<usize>,
     /// The match may not touch a letter or digit on either side.
     isolated: bool,
+    /// Every match holds a digit and is at most [`WINDOW`] bytes long: the raw scan looks only
+    /// around digits.
+    windowed: bool,
 }
 
+/// Reach of a windowed detector's raw scan on each side of a digit (longer than any of their
+/// matches).
+const WINDOW: usize = 72;
+
 const EMAIL: &str = r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24}";
+// Prefilters are necessary parts of their detector's matches that begin with a rare byte or a
+// literal (`@`, a digit, `:`, `sk-`, ...), so the raw scan jumps between candidates instead of
+// stepping through every byte of prose.
+const EMAIL_PREFILTER: &str = r"@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24}";
+const IBAN_PREFILTER: &str = r"\d{2}(?: ?[A-Z0-9]){11,30}";
+const IP_PREFILTER: &str = r"(?:\d{1,3}\.){3}\d{1,3}|:[0-9A-Fa-f]{0,4}:";
 const PHONE: &str = r"\+\d{1,3}(?:[ .\-]?\(?\d{1,4}\)?){1,4}[ .\-]?\d{2,6}|\(?\d{3}\)?[ .\-]\d{3}[ .\-]\d{4}|0\d{2,4}[ /\-]\d{3,8}";
 const CARD: &str = r"\d(?:[ \-]?\d){12,18}";
 const IBAN: &str = r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}";
@@ -36,9 +49,10 @@ const BUILT_INS: &[BuiltIn] = &[
     BuiltIn {
         name: "email",
         pattern: EMAIL,
-        prefilter: EMAIL,
+        prefilter: EMAIL_PREFILTER,
         validate: whole,
         isolated: false,
+        windowed: false,
     },
     BuiltIn {
         name: "phone",
@@ -46,6 +60,7 @@ const BUILT_INS: &[BuiltIn] = &[
         prefilter: PHONE,
         validate: phone,
         isolated: true,
+        windowed: true,
     },
     BuiltIn {
         name: "credit_card",
@@ -53,13 +68,15 @@ const BUILT_INS: &[BuiltIn] = &[
         prefilter: CARD,
         validate: card,
         isolated: true,
+        windowed: true,
     },
     BuiltIn {
         name: "iban",
         pattern: IBAN,
-        prefilter: IBAN,
+        prefilter: IBAN_PREFILTER,
         validate: iban,
         isolated: true,
+        windowed: true,
     },
     BuiltIn {
         name: "us_ssn",
@@ -67,13 +84,15 @@ const BUILT_INS: &[BuiltIn] = &[
         prefilter: SSN,
         validate: ssn,
         isolated: true,
+        windowed: true,
     },
     BuiltIn {
         name: "ip_address",
         pattern: IP,
-        prefilter: IP,
+        prefilter: IP_PREFILTER,
         validate: ip,
         isolated: true,
+        windowed: true,
     },
     BuiltIn {
         name: "secret",
@@ -81,6 +100,7 @@ const BUILT_INS: &[BuiltIn] = &[
         prefilter: SECRET_PREFILTER,
         validate: secret,
         isolated: true,
+        windowed: false,
     },
 ];
 
@@ -143,14 +163,69 @@ pub struct Detector {
     set: RegexSet,
     /// Matches a body's JSON text wherever a text in it could hold a finding; none when a
     /// custom pattern could match across a JSON escape (then every body is walked).
-    prefilter: Option<regex::bytes::RegexSet>,
+    prefilter: Option<Prefilter>,
+}
+
+/// The raw-body scan: patterns that begin with a literal (`@`, `sk-`, ...) each run over the
+/// whole text, where the regex engine jumps between occurrences of its literals (SIMD); a set
+/// of them would lose that and step through every byte. Patterns built around digits run, as
+/// one set, only on windows around the digits, which are found eight bytes at a time.
+#[derive(Debug)]
+struct Prefilter {
+    whole: Vec<regex::bytes::Regex>,
+    windowed: Option<regex::bytes::RegexSet>,
+}
+
+impl Prefilter {
+    fn is_match(&self, raw: &[u8]) -> bool {
+        if self.whole.iter().any(|r| r.is_match(raw)) {
+            return true;
+        }
+        let Some(set) = &self.windowed else {
+            return false;
+        };
+        let mut at = 0;
+        while let Some(p) = next_digit(raw, at) {
+            // Digits within reach of each other share one window.
+            let mut last = p;
+            while let Some(q) = next_digit(&raw[..(last + WINDOW + 1).min(raw.len())], last + 1) {
+                last = q;
+            }
+            let end = (last + WINDOW + 1).min(raw.len());
+            if set.is_match(&raw[p.saturating_sub(WINDOW)..end]) {
+                return true;
+            }
+            at = end;
+        }
+        false
+    }
+}
+
+/// The position of the first ASCII digit in `b` at or after `from`, eight bytes at a time: a
+/// byte is a digit when it XOR `0x30` is below 10.
+fn next_digit(b: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut i = from;
+    while i + 8 <= b.len() {
+        let word: [u8; 8] = b[i..i + 8].try_into().expect("eight bytes");
+        let x = u64::from_le_bytes(word) ^ (ONES * 0x30);
+        if x.wrapping_sub(ONES * 10) & !x & HIGH != 0 {
+            break;
+        }
+        i += 8;
+    }
+    b.get(i..)?
+        .iter()
+        .position(u8::is_ascii_digit)
+        .map(|p| i + p)
 }
 
 impl Detector {
     /// Compiles the built-ins named in `detect` and the `custom` patterns.
     pub fn new(detect: &[String], custom: &[Custom]) -> Result<Self, DetectError> {
         let mut kinds = Vec::new();
-        let mut prefilters = Vec::new();
+        let (mut whole_body, mut windowed) = (Vec::new(), Vec::new());
         let mut prefilter_ok = true;
         for name in detect {
             let b = BUILT_INS
@@ -164,7 +239,11 @@ impl Detector {
                 validate: b.validate,
                 isolated: b.isolated,
             });
-            prefilters.push(b.prefilter.to_string());
+            if b.windowed {
+                windowed.push(b.prefilter.to_string());
+            } else {
+                whole_body.push(b.prefilter.to_string());
+            }
         }
         for c in custom {
             kinds.push(Kind {
@@ -175,7 +254,7 @@ impl Detector {
                 isolated: false,
             });
             prefilter_ok &= survives_json_escaping(&c.regex);
-            prefilters.push(c.regex.clone());
+            whole_body.push(c.regex.clone());
         }
         let set = RegexSetBuilder::new(kinds.iter().map(|k| k.regex.as_str()))
             .size_limit(SIZE_LIMIT * 4)
@@ -184,14 +263,25 @@ impl Detector {
                 name: "(all patterns)".into(),
                 reason: e.to_string(),
             })?;
-        let prefilter = prefilter_ok
-            .then(|| {
-                regex::bytes::RegexSetBuilder::new(&prefilters)
+        let raw_set = |patterns: &[String]| {
+            (!patterns.is_empty()).then(|| {
+                regex::bytes::RegexSetBuilder::new(patterns)
                     .size_limit(SIZE_LIMIT * 4)
                     .build()
-                    .ok()
             })
-            .flatten();
+        };
+        let raw_each: Result<Vec<regex::bytes::Regex>, _> = whole_body
+            .iter()
+            .map(|p| {
+                regex::bytes::RegexBuilder::new(p)
+                    .size_limit(SIZE_LIMIT)
+                    .build()
+            })
+            .collect();
+        let prefilter = match (raw_each, raw_set(&windowed).transpose()) {
+            (Ok(whole), Ok(windowed)) if prefilter_ok => Some(Prefilter { whole, windowed }),
+            _ => None,
+        };
         Ok(Detector {
             kinds,
             set,
@@ -545,10 +635,53 @@ mod tests {
             assert!(!d.find(text).is_empty(), "{text}");
             assert!(d.may_contain(&raw), "{text}");
         }
+        // Values anywhere in long text, next to JSON numbers or far from them.
+        let prose = "The reading room needs more light and quieter corners. ".repeat(10);
+        for value in [
+            "4111 1111 1111 1111",
+            "DE89 3704 0044 0532 0130 00",
+            "fe80::1ff:fe23:4567:890a",
+            "+44 20 7946 0958",
+            "192.168.0.1",
+            "123-45-6789",
+            "a.b@example.org",
+            "AKIAIOSFODNN7EXAMPLE",
+        ] {
+            for at in [0, 57, prose.len()] {
+                let text = format!("{} {value} {}", &prose[..at], &prose[at..]);
+                assert!(!d.find(&text).is_empty(), "{value} at {at}");
+                let raw = serde_json::to_vec(
+                    &serde_json::json!({"max_tokens": 64, "content": text, "n": 1}),
+                )
+                .unwrap();
+                assert!(d.may_contain(&raw), "{value} at {at}");
+            }
+        }
         let clean = serde_json::to_vec(&serde_json::json!({"content": "nothing here\n"})).unwrap();
         assert!(!d.may_contain(&clean));
         // An escaped character always sends the body to the walk.
         assert!(d.may_contain(br#"{"content":"jane\u0040example.com"}"#));
+    }
+
+    #[test]
+    fn next_digit_finds_every_digit_at_every_offset() {
+        for len in 0..40 {
+            for at in 0..len {
+                for d in b'0'..=b'9' {
+                    // Bytes on either side of the digit range must not count.
+                    let mut b: Vec<u8> =
+                        (0..len).map(|i| [b'/', b':', b'a', 0x80][i % 4]).collect();
+                    b[at] = d;
+                    assert_eq!(next_digit(&b, 0), Some(at), "len {len} at {at}");
+                    assert_eq!(next_digit(&b, at + 1), None);
+                }
+            }
+            let none: Vec<u8> = (0..len)
+                .map(|i| (i * 37 % 256) as u8)
+                .filter(|c| !c.is_ascii_digit())
+                .collect();
+            assert_eq!(next_digit(&none, 0), None);
+        }
     }
 
     #[test]
