@@ -57,7 +57,10 @@ fn write_lines(rx: Receiver<Msg>, mut out: impl Write, dropped: &AtomicU64) {
         let mut next = Some(first);
         while let Some(msg) = next.take() {
             match msg {
-                Msg::Line(l) => batch.extend_from_slice(&l),
+                Msg::Line(l) => {
+                    router::admin::diagnostics::LOG_TAIL.push(&l);
+                    batch.extend_from_slice(&l);
+                }
                 Msg::Flush(ack) => acks.push(ack),
             }
             if batch.len() < BATCH_BYTES {

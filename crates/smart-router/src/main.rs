@@ -5,6 +5,7 @@ mod backup;
 mod client;
 mod codex;
 mod demo;
+mod diagnose;
 mod license_cli;
 mod log_format;
 mod log_writer;
@@ -252,6 +253,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a support bundle (.tar.gz) with no secret and no content: the running router's
+    /// (with an admin token), else what the config alone tells.
+    Diagnose {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Where to write the bundle.
+        #[arg(long)]
+        out: PathBuf,
+        /// The running router (default: http://<server.listen>).
+        #[arg(long)]
+        url: Option<String>,
+        /// The environment variable holding an admin token (to include the live state).
+        #[arg(long)]
+        admin_token_env: Option<String>,
+    },
     /// License tooling: keygen, sign, verify, status.
     License {
         #[command(subcommand)]
@@ -338,6 +355,15 @@ fn main() -> Result<()> {
     match cli.command {
         Command::CheckConfig { file } => check_config(&file),
         Command::License { command } => license_cli::run(command),
+        Command::Diagnose {
+            config,
+            out,
+            url,
+            admin_token_env,
+        } => {
+            diagnose::run(&config, &out, url, admin_token_env.as_deref())?;
+            Ok(())
+        }
         Command::SecuritySummary { config, json } => {
             if !security_summary::run(&config, json)? {
                 std::process::exit(1);

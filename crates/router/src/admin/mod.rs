@@ -2,6 +2,8 @@
 //! exports (report-admin), and a caller's own usage summary (caller). Admin roles include all.
 //! Errors come from the one renderer ([`Error::into_response`]), in the OpenAI shape.
 
+pub mod diagnostics;
+
 use crate::auth::{Caller, Role};
 use crate::error::Error;
 use crate::license::{Feature, Status};
@@ -338,6 +340,52 @@ pub async fn request_detail(
         StatusCode::OK,
         serde_json::json!({"request_id": id, "records": records}).to_string(),
     ))
+}
+
+/// `GET /admin/diagnostics` (admin only): the support bundle (see [`diagnostics`]) as a
+/// `.tar.gz`, with no secret and no content.
+pub async fn diagnostics(State(live): State<Arc<Live>>, headers: HeaderMap) -> Answer {
+    let state = live.current();
+    require(&state, &headers, &[Role::Admin])?;
+    let text = match live.source() {
+        Some(p) => tokio::fs::read_to_string(p).await.ok(),
+        None => None,
+    };
+    let check = match &text {
+        None => "no config file (the config was given in memory)\n".to_string(),
+        Some(t) => match crate::config::parse(t) {
+            Ok(c) => format!(
+                "ok ({} providers, {} groups, {} callers){}\n",
+                c.providers.len(),
+                c.groups.len(),
+                c.callers.len(),
+                c.warnings
+                    .iter()
+                    .map(|w| format!("\nwarning: {w}"))
+                    .collect::<String>()
+            ),
+            Err(e) => format!("{e}\n"),
+        },
+    };
+    let mut files = diagnostics::base_files(&state.build, text.as_deref(), &check);
+    files.extend(diagnostics::live_files(&state).await);
+    files.push((
+        "config_status.json".into(),
+        serde_json::to_vec_pretty(&live.report()).unwrap_or_default(),
+    ));
+    let stamp = crate::time::stamp_ms(crate::time::now_ms());
+    let dir = format!("smart-router-diagnostics-{stamp}");
+    let body = diagnostics::tar_gz(&dir, &files, &diagnostics::secrets(&state.config));
+    let mut resp = Response::new(Body::from(body));
+    let h = resp.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/gzip"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{dir}.tar.gz\"")) {
+        h.insert(http::header::CONTENT_DISPOSITION, v);
+    }
+    Ok(resp)
 }
 
 /// `GET /admin/requests/{request_id}/content` (admin only): the captured request and response

@@ -48,6 +48,7 @@ pub fn app(live: Arc<Live>) -> Router {
         .route("/admin/limits", get(crate::admin::limits))
         .route("/admin/license", get(crate::admin::license))
         .route("/admin/config", get(crate::admin::config))
+        .route("/admin/diagnostics", get(crate::admin::diagnostics))
         .route("/admin/config/reload", post(crate::admin::reload))
         .route("/livez", get(health::livez))
         .route("/readyz", get(health::readyz))
