@@ -129,6 +129,7 @@ pub(crate) async fn backup(
         secrets.push(entry);
     }
     let mut store = json!(null);
+    let mut capture_store = json!(null);
     if config.store.url != "none" {
         let s = router::usage::store::open(&config.store.url)?;
         s.migrate()
@@ -140,6 +141,24 @@ pub(crate) async fn backup(
             .context("snapshotting the usage store")?;
         add(&name, "store")?;
         store = json!({"kind": s.kind(), "file": name, "records": records, "url": super::redact_url(&config.store.url)});
+        // Captured content (its own table), one JSON object per line.
+        let rows = s
+            .all_captures()
+            .await
+            .context("reading the captured content")?;
+        let mut text = String::new();
+        for r in &rows {
+            text.push_str(&serde_json::to_string(r)?);
+            text.push('\n');
+        }
+        let file = "captured_content.jsonl";
+        std::fs::write(archive.join(file), text)?;
+        std::fs::set_permissions(
+            archive.join(file),
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )?;
+        add(file, "captures")?;
+        capture_store = json!({"file": file, "captures": rows.len()});
     }
     let manifest = json!({
         "format": FORMAT,
@@ -151,7 +170,7 @@ pub(crate) async fn backup(
         "store": store,
         "secret_references": secrets,
         "secrets_included": include_secrets,
-        "capture_store": null,
+        "capture_store": capture_store,
         "files": files,
     });
     let tmp = archive.join(".manifest.json.tmp");
@@ -256,7 +275,7 @@ pub(crate) async fn restore(from: &Path, to: &Path, store_url: Option<String>) -
     for f in files {
         let name = f["path"].as_str().unwrap();
         let kind = f["kind"].as_str().unwrap_or("");
-        if kind == "store" {
+        if kind == "store" || kind == "captures" {
             continue;
         }
         let dest = to.join(name);
@@ -287,6 +306,26 @@ pub(crate) async fn restore(from: &Path, to: &Path, store_url: Option<String>) -
             bail!("loaded {n} usage records, the backup holds {want}");
         }
         restored.push(format!("{n} usage records into {}", super::redact_url(url)));
+        if let Some(file) = manifest["capture_store"]["file"].as_str() {
+            let target = router::usage::store::open(url)?;
+            let text = std::fs::read_to_string(from.join(file))
+                .with_context(|| format!("reading {file}"))?;
+            let mut n = 0u64;
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                let c: router::usage::CapturedContent = serde_json::from_str(line)
+                    .with_context(|| format!("{file}: a line is not a captured content row"))?;
+                target.insert_capture(&c).await?;
+                n += 1;
+            }
+            let want = manifest["capture_store"]["captures"].as_u64().unwrap_or(0);
+            if n != want {
+                bail!("loaded {n} captured contents, the backup holds {want}");
+            }
+            restored.push(format!(
+                "{n} captured contents into {}",
+                super::redact_url(url)
+            ));
+        }
     }
     println!("restored from {} into {}:", from.display(), to.display());
     for r in &restored {

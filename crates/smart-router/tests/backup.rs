@@ -151,7 +151,8 @@ fn round_trip(source_url: &str, restore_url: Option<&str>) {
             dir.join("spool").display()
         )
     };
-    let mut served = Served::start("backup", |d| config(&store(d), &f, ""));
+    let capture = "[[capture_policies]]\nname = \"all\"\ncapture = \"all\"\n";
+    let mut served = Served::start("backup", |d| config(&store(d), &f, capture));
     let cfg = served.dir.join("config.toml");
     let out = temp_dir("backup-out");
     // During traffic: the archive is a consistent snapshot of what was written by then.
@@ -181,6 +182,12 @@ fn round_trip(source_url: &str, restore_url: Option<&str>) {
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains(&format!("{taken} usage records")), "{text}");
     assert!(text.contains("check-config"), "{text}");
+    let captured = manifest["capture_store"]["captures"].as_u64().unwrap();
+    assert!(captured > 0, "{manifest}");
+    assert!(
+        text.contains(&format!("{captured} captured contents")),
+        "{text}"
+    );
     let restored_url = restore_url.map_or_else(
         || format!("sqlite://{}", to.join("usage.db").display()),
         str::to_string,
@@ -207,6 +214,16 @@ fn round_trip(source_url: &str, restore_url: Option<&str>) {
     assert_eq!(code, Some(0), "{text}");
     let restored_url =
         again_url.unwrap_or_else(|| format!("sqlite://{}", to.join("usage.db").display()));
+    // The same captured content, row for row.
+    let captures = |url: &str| {
+        rt.block_on(async {
+            let s = router::usage::store::open(url).unwrap();
+            s.all_captures().await.unwrap()
+        })
+    };
+    let (before, after) = (captures(source_url), captures(&restored_url));
+    assert!(!before.is_empty());
+    assert_eq!(before, after);
     let original = report(
         &config(&format!("[store]\nurl = \"{source_url}\"\n"), &f, ""),
         &out,

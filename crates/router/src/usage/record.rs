@@ -85,7 +85,7 @@ pub struct UsageRecord {
 }
 
 /// One request's captured content, as stored (see [`crate::usage::capture`]).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CapturedContent {
     /// Its own id.
     pub capture_id: String,

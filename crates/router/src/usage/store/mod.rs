@@ -122,6 +122,8 @@ pub trait UsageStore: Send + Sync + std::fmt::Debug {
         &'a self,
         request_id: &'a str,
     ) -> BoxFuture<'a, Result<Vec<CapturedContent>, StoreError>>;
+    /// Every captured content row, oldest first (for backups; retention keeps it bounded).
+    fn all_captures(&self) -> BoxFuture<'_, Result<Vec<CapturedContent>, StoreError>>;
     /// Deletes captured content whose retention ended by `now_ms`; returns how many.
     fn purge_captures(&self, now_ms: i64) -> BoxFuture<'_, Result<u64, StoreError>>;
     /// USD spent since `from_ms` by requests whose `column` (`caller`, `project`, `team`,

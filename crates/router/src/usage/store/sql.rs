@@ -135,6 +135,23 @@ macro_rules! sql_store {
                 })
             }
 
+            /// One `captured_content` row.
+            fn decode_capture(r: &<$db as sqlx::Database>::Row) -> Result<CapturedContent, sqlx::Error> {
+                Ok(CapturedContent {
+                    capture_id: r.try_get("capture_id")?,
+                    request_id: r.try_get("request_id")?,
+                    policy: r.try_get("policy")?,
+                    captured_at_ms: r.try_get("captured_at_ms")?,
+                    expires_at_ms: r.try_get("expires_at_ms")?,
+                    surface: r.try_get("surface")?,
+                    request_body: r.try_get("request_body")?,
+                    request_truncated: r.try_get("request_truncated")?,
+                    response_body: r.try_get("response_body")?,
+                    response_truncated: r.try_get("response_truncated")?,
+                    pii_redacted: r.try_get("pii_redacted")?,
+                })
+            }
+
             fn decode(row: &<$db as sqlx::Database>::Row) -> Result<UsageRecord, sqlx::Error> {
                 Ok(UsageRecord {
                     record_id: row.try_get("record_id")?,
@@ -545,24 +562,18 @@ macro_rules! sql_store {
                     .bind(request_id)
                     .fetch_all(&self.pool)
                     .await?;
-                    rows.iter()
-                        .map(|r| {
-                            Ok(CapturedContent {
-                                capture_id: r.try_get("capture_id")?,
-                                request_id: r.try_get("request_id")?,
-                                policy: r.try_get("policy")?,
-                                captured_at_ms: r.try_get("captured_at_ms")?,
-                                expires_at_ms: r.try_get("expires_at_ms")?,
-                                surface: r.try_get("surface")?,
-                                request_body: r.try_get("request_body")?,
-                                request_truncated: r.try_get("request_truncated")?,
-                                response_body: r.try_get("response_body")?,
-                                response_truncated: r.try_get("response_truncated")?,
-                                pii_redacted: r.try_get("pii_redacted")?,
-                            })
-                        })
-                        .collect::<Result<_, sqlx::Error>>()
-                        .map_err(StoreError::from)
+                    Ok(rows.iter().map(Self::decode_capture).collect::<Result<_, _>>()?)
+                })
+            }
+
+            fn all_captures(&self) -> BoxFuture<'_, Result<Vec<CapturedContent>, StoreError>> {
+                Box::pin(async move {
+                    let rows = sqlx::query::<$db>(
+                        "SELECT * FROM captured_content ORDER BY captured_at_ms, capture_id",
+                    )
+                    .fetch_all(&self.pool)
+                    .await?;
+                    Ok(rows.iter().map(Self::decode_capture).collect::<Result<_, _>>()?)
                 })
             }
 
