@@ -109,18 +109,7 @@ pub(super) fn validate_capture(
         .enumerate()
         .filter_map(|(i, p)| {
             let path = format!("capture_policies[{i}]");
-            if p.name.trim().is_empty() {
-                errors.push(ConfigError::InvalidValue {
-                    path: format!("{path}.name"),
-                    reason: "must not be empty".into(),
-                });
-            } else if !names.insert(p.name.as_str()) {
-                errors.push(ConfigError::Duplicate {
-                    path: format!("{path}.name"),
-                    what: "capture policy",
-                    name: p.name.clone(),
-                });
-            }
+            super::limits::unique_name(&path, "capture policy", &p.name, &mut names, errors);
             let applies = validate_applies(&path, &p.applies_to, group_names, errors);
             let kind = choice(errors, format!("{path}.capture"), &p.capture, KINDS);
             let capture = match kind? {

@@ -337,7 +337,7 @@ pub(super) fn validate_limits(
         .enumerate()
         .filter_map(|(i, q)| {
             let path = format!("quotas[{i}]");
-            unique_name(&path, &q.name, &mut names, errors);
+            unique_name(&path, "quota or budget", &q.name, &mut names, errors);
             let applies = applies(&path, &q.scope, &q.groups, &q.matches, group_names, errors);
             let mode = choice(errors, format!("{path}.mode"), &q.mode, MODES);
             let limits = [
@@ -375,7 +375,7 @@ pub(super) fn validate_limits(
         .enumerate()
         .filter_map(|(i, b)| {
             let path = format!("budgets[{i}]");
-            unique_name(&path, &b.name, &mut names, errors);
+            unique_name(&path, "quota or budget", &b.name, &mut names, errors);
             let applies = applies(&path, &b.scope, &b.groups, &b.matches, group_names, errors);
             let mode = choice(errors, format!("{path}.mode"), &b.mode, MODES);
             let period = choice(errors, format!("{path}.period"), &b.period, PERIODS);
@@ -416,8 +416,11 @@ pub(super) fn validate_limits(
     }
 }
 
-fn unique_name<'a>(
+/// Checks the `name` of a named section at `path` (quota, budget, policy): 1 to 64 safe
+/// characters, unique among `names`; `what` names the kind in the duplicate error.
+pub(super) fn unique_name<'a>(
     path: &str,
+    what: &'static str,
     name: &'a str,
     names: &mut HashSet<&'a str>,
     errors: &mut Vec<ConfigError>,
@@ -435,7 +438,7 @@ fn unique_name<'a>(
     } else if !names.insert(name) {
         errors.push(ConfigError::Duplicate {
             path: format!("{path}.name"),
-            what: "quota or budget",
+            what,
             name: name.to_string(),
         });
     }

@@ -203,18 +203,7 @@ pub(super) fn validate_pii(
         .enumerate()
         .filter_map(|(i, p)| {
             let path = format!("pii_policies[{i}]");
-            if p.name.trim().is_empty() {
-                errors.push(ConfigError::InvalidValue {
-                    path: format!("{path}.name"),
-                    reason: "must not be empty".into(),
-                });
-            } else if !names.insert(p.name.as_str()) {
-                errors.push(ConfigError::Duplicate {
-                    path: format!("{path}.name"),
-                    what: "PII policy",
-                    name: p.name.clone(),
-                });
-            }
+            super::limits::unique_name(&path, "PII policy", &p.name, &mut names, errors);
             let applies = validate_applies(&path, &p.applies_to, group_names, errors);
             let action = choice(errors, format!("{path}.action"), &p.action, ACTIONS);
             let responses = choice(errors, format!("{path}.responses"), &p.responses, RESPONSES);

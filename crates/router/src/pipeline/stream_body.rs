@@ -123,14 +123,14 @@ impl Assembly {
         let Some(d) = self.decoder.as_mut() else {
             return;
         };
-        if d.decode(data, &mut self.events).is_ok() {
-            let events = std::mem::take(&mut self.events);
-            for ev in &events {
-                self.observe(ev);
+        let mut events = std::mem::take(&mut self.events);
+        if d.decode(data, &mut events).is_ok() {
+            for ev in events.drain(..) {
+                self.observe(&ev);
             }
-            self.events = events;
-            self.events.clear();
         }
+        events.clear();
+        self.events = events;
     }
 
     fn take(&mut self) -> (String, Vec<(String, String)>) {
