@@ -375,7 +375,13 @@ pub async fn diagnostics(State(live): State<Arc<Live>>, headers: HeaderMap) -> A
     ));
     let stamp = crate::time::stamp_ms(crate::time::now_ms());
     let dir = format!("smart-router-diagnostics-{stamp}");
-    let body = diagnostics::tar_gz(&dir, &files, &diagnostics::secrets(&state.config));
+    let secrets = diagnostics::secrets(&state.config);
+    let packed_dir = dir.clone();
+    // Compressing is CPU work: not on the runtime's threads.
+    let body =
+        tokio::task::spawn_blocking(move || diagnostics::tar_gz(&packed_dir, &files, &secrets))
+            .await
+            .map_err(|_| refuse(Error::Internal))?;
     let mut resp = Response::new(Body::from(body));
     let h = resp.headers_mut();
     h.insert(

@@ -271,12 +271,9 @@ impl Outcome {
         }
         if let Some(c) = self.capture.take() {
             let failed = r.http_status >= 400 || r.error_kind.is_some();
-            let policy = c.policy().clone();
-            if let (Some(content), Some(sink)) =
-                (c.finish(&r.request_id, failed), self.recorder.captures())
-            {
-                sink.submit(content);
-                r.capture_policy = Some(policy);
+            if let (true, Some(sink)) = (c.selected(failed), self.recorder.captures()) {
+                r.capture_policy = Some(c.policy().clone());
+                sink.submit(c, &r.request_id);
             }
         }
         self.recorder.record(r, cost_usd);

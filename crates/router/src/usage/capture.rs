@@ -87,11 +87,15 @@ impl PendingCapture {
         self.response = Some(Response::Stream { text, tool_calls });
     }
 
-    /// The content to store, when the request is selected (`errors`: it failed).
-    pub fn finish(self, request_id: &str, failed: bool) -> Option<CapturedContent> {
-        if !(self.selected || failed) {
-            return None;
-        }
+    /// Whether the content is stored: chosen already (`all`, `sampled`), or the request
+    /// `failed` (`errors`).
+    pub fn selected(&self, failed: bool) -> bool {
+        self.selected || failed
+    }
+
+    /// The content to store (redacted and cut as the policy says). Costly on large bodies: the
+    /// sink's task calls it, off the request path.
+    fn content(self, request_id: &str) -> CapturedContent {
         let redactor = self
             .policy
             .redact_pii
@@ -149,7 +153,7 @@ impl PendingCapture {
         let (request_body, request_truncated) = cut(request, max);
         let (response_body, response_truncated) = cut(response, max);
         let now = crate::time::now_ms();
-        Some(CapturedContent {
+        CapturedContent {
             capture_id: crate::ids::uuid_v7(),
             request_id: request_id.to_string(),
             policy: self.policy.name.to_string(),
@@ -161,7 +165,7 @@ impl PendingCapture {
             response_body,
             response_truncated,
             pii_redacted: self.policy.redact_pii,
-        })
+        }
     }
 }
 
@@ -191,7 +195,7 @@ fn cut(mut s: String, max: usize) -> (String, bool) {
 /// Captures on their way to the store: a bounded queue and one writing task.
 #[derive(Debug, Clone)]
 pub struct CaptureSink {
-    tx: mpsc::Sender<CapturedContent>,
+    tx: mpsc::Sender<(Box<PendingCapture>, String)>,
     dropped: Arc<AtomicU64>,
 }
 
@@ -201,11 +205,17 @@ const QUEUE: usize = 256;
 impl CaptureSink {
     /// Starts the writing task on `store` (on the current runtime).
     pub fn spawn(store: Arc<dyn UsageStore>) -> Self {
-        let (tx, mut rx) = mpsc::channel::<CapturedContent>(QUEUE);
+        let (tx, mut rx) = mpsc::channel::<(Box<PendingCapture>, String)>(QUEUE);
         let dropped = Arc::new(AtomicU64::new(0));
         let counter = dropped.clone();
         tokio::spawn(async move {
-            while let Some(c) = rx.recv().await {
+            while let Some((pending, request_id)) = rx.recv().await {
+                // Redaction and cutting are CPU work: not on the runtime's threads.
+                let Ok(c) = tokio::task::spawn_blocking(move || pending.content(&request_id)).await
+                else {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                };
                 if let Err(e) = store.insert_capture(&c).await {
                     counter.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(error = %e, policy = %c.policy, "captured content not stored");
@@ -215,9 +225,9 @@ impl CaptureSink {
         CaptureSink { tx, dropped }
     }
 
-    /// Queues a capture; a full queue drops it (counted).
-    pub fn submit(&self, c: CapturedContent) {
-        if self.tx.try_send(c).is_err() {
+    /// Queues a selected capture of request `request_id`; a full queue drops it (counted).
+    pub fn submit(&self, pending: Box<PendingCapture>, request_id: &str) {
+        if self.tx.try_send((pending, request_id.to_string())).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
