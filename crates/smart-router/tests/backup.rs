@@ -164,6 +164,12 @@ fn round_trip(source_url: &str, restore_url: Option<&str>) {
     while n.load(Ordering::Relaxed) < 40 {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    // Answers come before their records are written (batched): wait until some are stored, so
+    // the snapshot has something to carry while traffic goes on.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while records(source_url).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let archive = backup(&cfg, &out, &[]);
     let after = n.load(Ordering::Relaxed) + 30;
     while n.load(Ordering::Relaxed) < after {
