@@ -62,6 +62,7 @@ fn record(i: u64, base_ms: i64) -> UsageRecord {
         annotations: "[]".into(),
         config_hash: "bench".into(),
         capture_policy: None,
+        rule: None,
     }
 }
 

@@ -76,6 +76,8 @@ pub struct RequestOutcome {
     pub config_hash: Arc<str>,
     /// The capture policy that stored the request's content.
     pub capture_policy: Option<Arc<str>>,
+    /// The routing rule that decided the request (routed or denied it).
+    pub rule: Option<Arc<str>>,
 }
 
 /// A governance stage's note on a request's record (never content).

@@ -190,6 +190,18 @@ impl Runtime {
         // Quotas and budgets come first: a request over its limits is refused before other
         // stages spend work on it.
         let mut all: Vec<Arc<dyn Stage>> = limits.iter().map(Limits::stage).collect();
+        // Then the group's routing rules, then external policies (which see the rule that
+        // matched), then content: PII filtering, and capture of what PII filtering left.
+        let governance_metrics = recorder.metrics.governance();
+        all.extend(crate::policy::rules::RulesStage::all(
+            &config.groups,
+            &config.rule_schema,
+            &governance_metrics,
+        ));
+        all.extend(crate::policy::external::PolicyStage::all(
+            &config.policies,
+            &governance_metrics,
+        ));
         all.extend(crate::policy::pii::PiiStage::all(&config.pii_policies));
         all.extend(crate::policy::capture::CaptureStage::all(
             &config.capture_policies,

@@ -312,6 +312,24 @@ enum Command {
         /// Maximum output tokens (for the cost strategy).
         #[arg(long)]
         max_output_tokens: Option<u32>,
+        /// The caller (a `[[callers]]` name), for rules and policies.
+        #[arg(long)]
+        caller: Option<String>,
+        /// The client software as the router names it (codex, claude-code, openai-python...).
+        #[arg(long, default_value = "other")]
+        client: String,
+        /// The caller's dialect: openai_chat, openai_responses or anthropic_messages.
+        #[arg(long, default_value = "openai_chat")]
+        surface: String,
+        /// A request header, `name=value` (repeatable; rules see those in rules_headers).
+        #[arg(long = "header", value_name = "NAME=VALUE")]
+        headers: Vec<String>,
+        /// The request streams.
+        #[arg(long)]
+        stream: bool,
+        /// The reasoning effort asked for (low, medium, high...).
+        #[arg(long)]
+        reasoning_effort: Option<String>,
     },
 }
 
@@ -471,11 +489,51 @@ fn main() -> Result<()> {
             json_schema,
             tokens,
             max_output_tokens,
+            caller,
+            client,
+            surface,
+            headers,
+            stream,
+            reasoning_effort,
         } => {
             let config = load_config(&config).map_err(anyhow::Error::msg)?;
+            let surface = [
+                dialects::Dialect::OpenAiChat,
+                dialects::Dialect::OpenAiResponses,
+                dialects::Dialect::AnthropicMessages,
+            ]
+            .into_iter()
+            .find(|d| d.as_str() == surface)
+            .with_context(|| {
+                format!(
+                    "--surface {surface:?}: use openai_chat, openai_responses or anthropic_messages"
+                )
+            })?;
+            let caller = match caller {
+                None => None,
+                Some(name) => Some(
+                    config
+                        .callers
+                        .iter()
+                        .find(|c| c.name == name)
+                        .with_context(|| format!("no caller named {name:?}"))?,
+                ),
+            };
+            let mut map = http::HeaderMap::new();
+            for h in &headers {
+                let (k, v) = h
+                    .split_once('=')
+                    .with_context(|| format!("--header {h:?}: write NAME=VALUE"))?;
+                map.append(
+                    http::HeaderName::from_bytes(k.trim().as_bytes())
+                        .with_context(|| format!("--header {h:?}: bad header name"))?,
+                    http::HeaderValue::from_str(v.trim())
+                        .with_context(|| format!("--header {h:?}: bad header value"))?,
+                );
+            }
             let req = router::routing::RequestSummary {
                 group: group.clone(),
-                stream: false,
+                stream,
                 needs: router::routing::Needs {
                     tools,
                     images,
@@ -484,14 +542,21 @@ fn main() -> Result<()> {
                 estimated_prompt_tokens: tokens,
                 max_output_tokens,
                 session_key: None,
+                reasoning_effort: reasoning_effort
+                    .as_deref()
+                    .map(dialects::canonical::effort_level),
             };
-            match router::routing::explain(&config, &group, &req) {
-                Some(e) => {
-                    print!("{e}");
-                    Ok(())
-                }
-                None => anyhow::bail!("no group named {group:?}"),
-            }
+            let described = router::policy::explain::Described {
+                caller,
+                client: &client,
+                surface,
+                headers: &map,
+                summary: &req,
+            };
+            let text = router::policy::explain::explain(&config, &described)
+                .map_err(anyhow::Error::msg)?;
+            print!("{text}");
+            Ok(())
         }
         Command::CodexConfig {
             config,

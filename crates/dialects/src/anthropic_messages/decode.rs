@@ -36,12 +36,24 @@ struct RequestView<'a> {
     output_format: Option<Value>,
     #[serde(default)]
     output_config: Option<OutputConfigView>,
+    #[serde(default)]
+    thinking: Option<ThinkingView>,
 }
 
 #[derive(Deserialize)]
 struct OutputConfigView {
     #[serde(default)]
     format: Option<Value>,
+    #[serde(default)]
+    effort: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ThinkingView {
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    budget_tokens: Option<u32>,
 }
 
 /// Whether a structured-output `format` object asks for a JSON schema.
@@ -103,6 +115,19 @@ fn inspect(body: &[u8], needs_max_tokens: bool) -> Result<Inspected, DecodeError
     let mut stats = view.system.unwrap_or_default();
     stats.add(&messages.stats);
     let tools = view.tools.unwrap_or_default();
+    let effort = view
+        .output_config
+        .as_ref()
+        .and_then(|c| c.effort.as_deref())
+        .map(crate::canonical::effort_level)
+        .or_else(|| {
+            let t = view.thinking.as_ref()?;
+            match (t.kind.as_deref(), t.budget_tokens) {
+                (Some("enabled"), Some(b)) => Some(crate::canonical::effort_for_budget(b)),
+                (Some("adaptive" | "enabled"), _) => Some("medium"),
+                _ => None,
+            }
+        });
     Ok(Inspected {
         dialect: crate::Dialect::AnthropicMessages,
         summary: RequestSummary {
@@ -123,6 +148,7 @@ fn inspect(body: &[u8], needs_max_tokens: bool) -> Result<Inspected, DecodeError
                 .metadata
                 .and_then(|m| m.user_id)
                 .and_then(|u| session_from_user_id(&u)),
+            reasoning_effort: effort,
         },
         model_span: span_of(body, view.model.expect("model_of checked it")),
         stream_options: None,

@@ -10,7 +10,7 @@ mod usage;
 pub use rate_limit::{LimitWindow, RateLimits, count_value, push_digits};
 pub use request::{
     EncodeOptions, ImageSource, Message, Needs, Opaque, Part, Reasoning, Request, RequestSummary,
-    ResponseFormat, Role, Tool, ToolChoice, push_message,
+    ResponseFormat, Role, Tool, ToolChoice, effort_for_budget, effort_level, push_message,
 };
 pub use response::{FinishReason, Response};
 pub use stream::Event;

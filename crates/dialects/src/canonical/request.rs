@@ -29,6 +29,32 @@ pub struct RequestSummary {
     /// A key identifying the caller's conversation (e.g. `prompt_cache_key`), for session
     /// affinity.
     pub session_key: Option<String>,
+    /// The reasoning effort asked for (an OpenAI effort, an Anthropic `output_config.effort`,
+    /// or the level an Anthropic thinking budget corresponds to), as [`effort_level`] names it.
+    pub reasoning_effort: Option<&'static str>,
+}
+
+/// A reasoning effort's name, bounded to the known levels (`other` for anything else).
+pub fn effort_level(s: &str) -> &'static str {
+    match s {
+        "none" => "none",
+        "minimal" => "minimal",
+        "low" => "low",
+        "medium" => "medium",
+        "high" => "high",
+        "xhigh" => "xhigh",
+        "max" => "max",
+        _ => "other",
+    }
+}
+
+/// The effort level a thinking token budget corresponds to.
+pub fn effort_for_budget(budget: u32) -> &'static str {
+    match budget {
+        0..=2048 => "low",
+        2049..=16384 => "medium",
+        _ => "high",
+    }
 }
 
 /// A whole request in canonical form.
@@ -233,16 +259,9 @@ pub struct Reasoning {
 impl Reasoning {
     /// Effort from a token budget, for providers that take effort levels.
     pub fn effort_or_from_budget(&self) -> Option<String> {
-        self.effort.clone().or_else(|| {
-            self.budget_tokens.map(|b| {
-                match b {
-                    0..=2048 => "low",
-                    2049..=16384 => "medium",
-                    _ => "high",
-                }
-                .to_string()
-            })
-        })
+        self.effort
+            .clone()
+            .or_else(|| self.budget_tokens.map(|b| effort_for_budget(b).to_string()))
     }
 
     /// A token budget from effort, for providers that take budgets.

@@ -35,6 +35,8 @@ struct RequestView<'a> {
     max_completion_tokens: Option<&'a RawValue>,
     #[serde(default)]
     prompt_cache_key: Option<String>,
+    #[serde(borrow, default)]
+    reasoning_effort: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -104,6 +106,10 @@ pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
             max_output_tokens: raw_u32(view.max_completion_tokens, "max_completion_tokens")?
                 .or(raw_u32(view.max_tokens, "max_tokens")?),
             session_key: view.prompt_cache_key.filter(|k| !k.is_empty()),
+            reasoning_effort: view
+                .reasoning_effort
+                .as_deref()
+                .map(crate::canonical::effort_level),
         },
         model_span: span_of(body, view.model.expect("model_of checked it")),
         stream_options: view

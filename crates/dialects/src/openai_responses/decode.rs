@@ -32,6 +32,14 @@ struct RequestView<'a> {
     prompt_cache_key: Option<String>,
     #[serde(default)]
     text: Option<TextView>,
+    #[serde(borrow, default)]
+    reasoning: Option<ReasoningView<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ReasoningView<'a> {
+    #[serde(borrow, default)]
+    effort: Option<std::borrow::Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -77,6 +85,11 @@ pub fn inspect_request(body: &[u8]) -> Result<Inspected, DecodeError> {
             estimated_prompt_tokens: stats.estimate_with_tools(&tools),
             max_output_tokens: raw_u32(view.max_output_tokens, "max_output_tokens")?,
             session_key: view.prompt_cache_key.filter(|k| !k.is_empty()),
+            reasoning_effort: view
+                .reasoning
+                .and_then(|r| r.effort)
+                .as_deref()
+                .map(crate::canonical::effort_level),
         },
         model_span: span_of(body, view.model.expect("model_of checked it")),
         stream_options: None,

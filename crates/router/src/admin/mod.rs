@@ -464,6 +464,7 @@ pub const EXPORT_COLUMNS: &[&str] = &[
     "quota",
     "config_hash",
     "capture_policy",
+    "rule",
 ];
 
 /// One record as an export line (JSONL or CSV).

@@ -5,9 +5,12 @@
 mod callers;
 pub mod capture;
 mod error;
+mod headers;
 pub mod limits;
 pub mod pii;
+pub mod policies;
 pub mod raw;
+pub mod rules;
 mod secret;
 mod validate;
 
@@ -44,6 +47,15 @@ pub struct Config {
     pub pii_policies: Vec<pii::PiiPolicyConfig>,
     /// `[[capture_policies]]`, in file order (the first that applies to a request is its policy).
     pub capture_policies: Vec<capture::CapturePolicyConfig>,
+    /// `[[policies]]`, in file order (every one that applies is asked, in order).
+    pub policies: Vec<policies::PolicyConfig>,
+    /// What rules may read besides the fixed variables (listed headers, every target), and
+    /// where each named target is (`rule_targets[i]` for the schema's key `i`).
+    pub rule_schema: std::sync::Arc<crate::rules::Schema>,
+    /// Positions of the schema's targets.
+    pub rule_targets: Vec<rules::TargetRef>,
+    /// Per group (by index), the schema indices of its targets.
+    pub group_rule_targets: Vec<Vec<usize>>,
     /// Things that work but should be changed (inline secrets, ...).
     pub warnings: Vec<String>,
     /// SHA-256 (hex) of the file's bytes, shown by `/version`.
@@ -63,6 +75,35 @@ impl Config {
         self.groups
             .binary_search_by(|g| g.name.as_str().cmp(name))
             .ok()
+    }
+
+    /// The target `provider/model`: in group `own` if it lists it, else in the first group
+    /// (in name order) that does.
+    pub fn target_by_label(&self, label: &str, own: usize) -> Option<rules::TargetRef> {
+        let (provider, model) = label.split_once('/')?;
+        let find = |gi: usize| {
+            let g = self.groups.get(gi)?;
+            let ti = g
+                .targets
+                .iter()
+                .position(|t| t.model == model && self.providers[t.provider].name == provider)?;
+            Some(rules::TargetRef {
+                group: gi,
+                target: ti,
+            })
+        };
+        find(own).or_else(|| (0..self.groups.len()).find_map(find))
+    }
+
+    /// The target at `r`.
+    pub fn target(&self, r: rules::TargetRef) -> &TargetConfig {
+        &self.groups[r.group].targets[r.target]
+    }
+
+    /// `provider/model` of the target at `r`.
+    pub fn target_label(&self, r: rules::TargetRef) -> String {
+        let t = self.target(r);
+        format!("{}/{}", self.providers[t.provider].name, t.model)
     }
 }
 
@@ -243,6 +284,8 @@ pub struct GroupConfig {
     pub session_affinity: bool,
     /// The targets, in file order.
     pub targets: Vec<TargetConfig>,
+    /// Routing rules, in file order (the first that matches decides).
+    pub rules: Vec<rules::RuleConfig>,
 }
 
 /// What a target can do.

@@ -43,6 +43,12 @@ pub struct RawConfig {
     /// `[[capture_policies]]`.
     #[serde(default)]
     pub capture_policies: Vec<super::capture::RawCapturePolicy>,
+    /// Request headers routing rules and policies may read (`headers["x-region"]`).
+    #[serde(default)]
+    pub rules_headers: Vec<String>,
+    /// `[[policies]]`: external policy services.
+    #[serde(default)]
+    pub policies: Vec<super::policies::RawPolicy>,
 }
 
 /// `[license]`.
@@ -317,6 +323,9 @@ pub struct RawGroup {
     /// `[[groups.NAME.targets]]`.
     #[serde(default)]
     pub targets: Vec<RawTarget>,
+    /// `[[groups.NAME.rules]]`: routing rules, first match wins.
+    #[serde(default)]
+    pub rules: Vec<super::rules::RawRule>,
 }
 
 fn default_affinity() -> String {

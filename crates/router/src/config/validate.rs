@@ -145,10 +145,35 @@ pub fn validate(raw: RawConfig, hash: String) -> Result<Config, Vec<ConfigError>
         providers: &provider_names,
         groups: &group_names,
     };
+    let group_targets: Vec<super::rules::GroupTargets<'_>> = raw
+        .groups
+        .iter()
+        .map(|(name, g)| super::rules::GroupTargets {
+            name,
+            targets: g
+                .targets
+                .iter()
+                .map(|t| (t.provider.as_str(), t.model.as_str()))
+                .collect(),
+        })
+        .collect();
+    let (rule_schema, rule_targets, group_rule_targets) =
+        super::rules::schema(&group_targets, &raw.rules_headers, &mut errors);
     let groups: Vec<Option<GroupConfig>> = raw
         .groups
         .iter()
-        .map(|(name, g)| validate_group(name, g, names, &routing, &mut errors))
+        .map(|(name, g)| {
+            let rules = super::rules::validate_rules(
+                name,
+                &g.rules,
+                &group_targets,
+                &rule_schema,
+                &mut errors,
+            );
+            let mut group = validate_group(name, g, names, &routing, &mut errors)?;
+            group.rules = rules;
+            Some(group)
+        })
         .collect();
     let callers =
         super::callers::validate_callers(&raw.callers, &group_names, &mut errors, &mut warnings);
@@ -166,6 +191,7 @@ pub fn validate(raw: RawConfig, hash: String) -> Result<Config, Vec<ConfigError>
     let pii_policies = super::pii::validate_pii(&raw.pii_policies, &group_names, &mut errors);
     let capture_policies =
         super::capture::validate_capture(&raw.capture_policies, &group_names, &mut errors);
+    let policies = super::policies::validate_policies(&raw.policies, &group_names, &mut errors);
     if let Some(l) = &raw.license {
         if l.heartbeat_interval_ms < 100 {
             errors.push(ConfigError::InvalidValue {
@@ -210,6 +236,10 @@ pub fn validate(raw: RawConfig, hash: String) -> Result<Config, Vec<ConfigError>
         },
         pii_policies,
         capture_policies,
+        policies,
+        rule_schema: std::sync::Arc::new(rule_schema),
+        rule_targets,
+        group_rule_targets,
         warnings,
         hash,
         target_count,
@@ -338,33 +368,7 @@ fn validate_provider(
             None
         }
     };
-    let mut headers = Vec::new();
-    for (k, v) in &p.headers {
-        let key_path = format!("{path}.headers.{k}");
-        let value = match resolve_secret(v) {
-            Ok((secret, _)) => secret,
-            Err(source) => {
-                errors.push(ConfigError::Secret {
-                    path: key_path,
-                    source,
-                });
-                continue;
-            }
-        };
-        match (
-            http::HeaderName::from_bytes(k.as_bytes()),
-            http::HeaderValue::from_str(value.expose()),
-        ) {
-            (Ok(k), Ok(mut v)) => {
-                v.set_sensitive(true);
-                headers.push((k, v));
-            }
-            _ => errors.push(ConfigError::InvalidValue {
-                path: key_path,
-                reason: "not a valid HTTP header name and value".into(),
-            }),
-        }
-    }
+    let headers = super::headers::secret_headers(&path, &p.headers, errors);
     for (key, v) in [
         ("max_response_bytes", p.max_response_bytes),
         ("max_event_bytes", p.max_event_bytes),
@@ -469,6 +473,7 @@ fn validate_group(
         max_attempts: g.max_attempts.unwrap_or(routing.max_attempts).max(1),
         session_affinity: session_affinity?,
         targets: targets.into_iter().collect::<Option<Vec<_>>>()?,
+        rules: Vec::new(),
     })
 }
 

@@ -75,6 +75,17 @@ pub fn features_used(config: &Config) -> Vec<(String, Feature)> {
     for (i, _) in config.pii_policies.iter().enumerate() {
         out.push((format!("pii_policies[{i}]"), Feature::PiiFiltering));
     }
+    for g in &config.groups {
+        for (i, _) in g.rules.iter().enumerate() {
+            out.push((
+                format!("groups.{}.rules[{i}]", g.name),
+                Feature::DynamicRouting,
+            ));
+        }
+    }
+    for (i, _) in config.policies.iter().enumerate() {
+        out.push((format!("policies[{i}]"), Feature::ExternalPolicy));
+    }
     for p in &config.providers {
         if private_host(&p.base_url) {
             out.push((

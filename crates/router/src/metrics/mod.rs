@@ -114,6 +114,50 @@ pub struct LimitsMetrics {
     pub backend_up: Gauge,
 }
 
+/// Labels of routing-rule outcomes (operator-defined names).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    /// The group the rule belongs to.
+    pub group: Arc<str>,
+    /// The rule's name.
+    pub rule: Arc<str>,
+    /// `matched`, `shadow_matched` or `error`.
+    pub outcome: &'static str,
+}
+
+/// Labels of external-policy decisions.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    /// The policy's name.
+    pub policy: Arc<str>,
+    /// `allow`, `deny`, `route`, `error` (no usable decision).
+    pub outcome: &'static str,
+    /// `service` (asked), `cache` (a cached decision) or `breaker` (not asked: breaker open).
+    pub source: &'static str,
+    /// `enforce` or `shadow`.
+    pub mode: &'static str,
+}
+
+/// Labels naming one policy.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyNameLabels {
+    /// The policy's name.
+    pub policy: Arc<str>,
+}
+
+/// The metrics routing rules and external policies keep (handles shared with the registry).
+#[derive(Debug, Clone)]
+pub struct GovernanceMetrics {
+    /// Rule outcomes by group, rule and outcome.
+    pub rules: Family<RuleLabels, Counter>,
+    /// Policy decisions.
+    pub policies: Family<PolicyLabels, Counter>,
+    /// Time a policy service took to answer.
+    pub policy_duration: Family<PolicyNameLabels, Histogram>,
+    /// 1 while a policy's circuit breaker is open.
+    pub policy_circuit_open: Family<PolicyNameLabels, Gauge>,
+}
+
 /// Labels of per-group series.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GroupLabels {
@@ -168,6 +212,8 @@ pub struct Metrics {
     quota_decisions: Family<QuotaLabels, Counter>,
     /// 1 while the limits backend answers.
     limits_backend_up: Gauge,
+    /// Rule and policy series.
+    governance: GovernanceMetrics,
     /// Config reloads that took effect.
     pub config_reloads: Counter,
     /// Config reloads refused (the old config stayed in force).
@@ -316,6 +362,36 @@ impl Metrics {
             "1 while the limits backend (memory, or Redis) answers",
         );
         limits_backend_up.set(1);
+        let governance = GovernanceMetrics {
+            rules: Family::default(),
+            policies: Family::default(),
+            policy_duration: Family::new_with_constructor(|| {
+                Histogram::new([
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+                ])
+            }),
+            policy_circuit_open: Family::default(),
+        };
+        registry.register(
+            "rule_evaluations",
+            "Routing rule outcomes by group and rule: matched, shadow_matched (shadow mode), error",
+            governance.rules.clone(),
+        );
+        registry.register(
+            "policy_decisions",
+            "External policy decisions by policy, outcome (allow, deny, route, error), source (service, cache, breaker) and mode",
+            governance.policies.clone(),
+        );
+        registry.register(
+            "policy_duration_seconds",
+            "Time an external policy service took to answer (timeouts included)",
+            governance.policy_duration.clone(),
+        );
+        registry.register(
+            "policy_circuit_open",
+            "1 while a policy's circuit breaker is open (the service is not asked; on_error applies)",
+            governance.policy_circuit_open.clone(),
+        );
         let config_reloads = Counter::default();
         registry.register(
             "config_reloads",
@@ -369,6 +445,7 @@ impl Metrics {
             connections_closed,
             quota_decisions,
             limits_backend_up,
+            governance,
             config_reloads,
             config_reload_failures,
             license_expiry,
@@ -394,6 +471,11 @@ impl Metrics {
             decisions: self.quota_decisions.clone(),
             backend_up: self.limits_backend_up.clone(),
         }
+    }
+
+    /// The handles routing rules and external policies count with.
+    pub fn governance(&self) -> GovernanceMetrics {
+        self.governance.clone()
     }
 
     /// Sets the license series (at each scrape): the license's id (`None`: unlicensed), its

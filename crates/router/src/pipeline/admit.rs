@@ -33,6 +33,10 @@ pub struct Admitted {
     pub forward: Vec<(http::HeaderName, HeaderValue)>,
     /// What a content stage does to the answer (PII restore or redaction).
     pub response_filter: Option<crate::policy::ResponseFilter>,
+    /// Where a rule or a policy sent the request (instead of its group's plan).
+    pub route: Option<crate::config::rules::Route>,
+    /// Headers a policy added for every upstream attempt.
+    pub upstream_headers: Vec<(http::HeaderName, HeaderValue)>,
 }
 
 impl Admitted {
@@ -90,6 +94,8 @@ pub(super) async fn admit(
         budget,
         forward,
         response_filter: None,
+        route: None,
+        upstream_headers: Vec::new(),
     })
 }
 

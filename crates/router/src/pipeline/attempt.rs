@@ -55,6 +55,7 @@ pub(super) struct Committed {
 struct Sending<'a> {
     surface: Dialect,
     forward: &'a [(http::HeaderName, http::HeaderValue)],
+    extra: &'a [(http::HeaderName, http::HeaderValue)],
     request_id: &'a str,
     parent_id: &'a str,
     stream: bool,
@@ -84,9 +85,11 @@ pub(super) async fn run(
     let request_id = cx.arrival.request_id.clone();
     // Owned copies: the attempts borrow these while the admitted request lends its body.
     let forward = admitted.forward.clone();
+    let extra = admitted.upstream_headers.clone();
     let ex = Sending {
         surface: cx.surface,
         forward: &forward,
+        extra: &extra,
         request_id: &request_id,
         parent_id: &state.config.server.name,
         stream: admitted.summary().stream,
@@ -244,6 +247,7 @@ async fn attempt(
         } else {
             &[]
         },
+        extra: ex.extra,
     };
     let until = tokio::time::Instant::from_std(now + wait);
     let resp = tokio::time::timeout_at(until, provider.send(body, headers))

@@ -110,6 +110,7 @@ async fn forward(cx: &mut RequestContext, admitted: &Admitted) -> Option<Bytes> 
             .max(1) as u64,
         parent_id: &state.config.server.name,
         forward: &admitted.forward,
+        extra: &admitted.upstream_headers,
     };
     let wait = left.min(provider.read_timeout);
     let result = tokio::time::timeout(wait, async {

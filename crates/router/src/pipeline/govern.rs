@@ -4,7 +4,7 @@
 use super::RequestContext;
 use super::admit::Admitted;
 use crate::error::Error;
-use crate::policy::{Decision, Governed};
+use crate::policy::{Asking, Decision, Governed};
 use http::HeaderMap;
 
 /// Runs the stages that apply to an admitted request, in order, until one denies.
@@ -18,14 +18,14 @@ pub(super) async fn govern(
     if !state.governance.any_for(caller.index, group) {
         return Ok(());
     }
-    let mut governed = Governed::new(
-        &caller,
-        &state.config.groups[group],
-        cx.surface,
+    let asking = Asking {
+        caller: &caller,
+        group,
+        surface: cx.surface,
         headers,
-        cx.outcome.get().client,
-        &mut admitted.body,
-    );
+        client: cx.outcome.get().client,
+    };
+    let mut governed = Governed::new(asking, &state.config, &state.health, &mut admitted.body);
     let mut verdict = Ok(());
     for stage in state.governance.for_request(caller.index, group) {
         if let Decision::Deny(d) = stage.decide(&mut governed).await {
@@ -36,6 +36,8 @@ pub(super) async fn govern(
     let mut effects = governed.take_effects();
     effects.refused = verdict.is_err();
     admitted.response_filter = effects.response_filter.take();
+    admitted.route = effects.route.take();
+    admitted.upstream_headers = std::mem::take(&mut effects.upstream_headers);
     cx.outcome.governed(effects);
     verdict
 }

@@ -3,22 +3,39 @@
 
 use super::RequestContext;
 use super::admit::Admitted;
+use crate::config::rules::Route;
 use crate::error::Error;
-use crate::routing::{AttemptPlan, plan_attempts};
+use crate::routing::{AttemptPlan, plan_attempts, plan_targets};
 
-/// Plans the attempts; no eligible target is `no_eligible_target` (400, or 503 with
-/// `Retry-After` while capable targets cool down).
+/// Plans the attempts — of the request's group, or of where a rule or a policy sent it; no
+/// eligible target is `no_eligible_target` (400, or 503 with `Retry-After` while capable
+/// targets cool down).
 pub(super) fn plan(cx: &mut RequestContext, admitted: &Admitted) -> Result<AttemptPlan, Error> {
     let state = &cx.state;
-    let group = &state.config.groups[admitted.group];
-    let plan = plan_attempts(
-        &state.config,
-        state.routing_state(),
-        &group.name,
-        admitted.summary(),
-        &mut fastrand::Rng::new(),
-    )
-    .map_err(|e| Error::NoEligibleTarget {
+    let config = &state.config;
+    let mut group = &config.groups[admitted.group];
+    let planned = match &admitted.route {
+        Some(Route::Targets(targets)) => plan_targets(
+            config,
+            state.routing_state(),
+            targets,
+            group.max_attempts,
+            admitted.summary(),
+        ),
+        other => {
+            if let Some(Route::Group(g)) = other {
+                group = &config.groups[*g];
+            }
+            plan_attempts(
+                config,
+                state.routing_state(),
+                &group.name,
+                admitted.summary(),
+                &mut fastrand::Rng::new(),
+            )
+        }
+    };
+    let plan = planned.map_err(|e| Error::NoEligibleTarget {
         group: group.name.clone(),
         reasons: e.reasons.join("; "),
         retry_after: e.cooling,

@@ -69,6 +69,7 @@ impl Outcome {
                 quota: None,
                 config_hash: recorder.config_hash(),
                 capture_policy: None,
+                rule: None,
             }),
             started: arrival.started,
             recorder,
@@ -166,6 +167,9 @@ impl Outcome {
         );
         if effects.limited_by.is_some() {
             r.quota = effects.limited_by;
+        }
+        if effects.rule.is_some() {
+            r.rule = effects.rule;
         }
         if self.holds.is_empty() {
             self.holds = effects.holds;

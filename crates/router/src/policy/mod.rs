@@ -12,14 +12,19 @@
 
 mod body;
 pub mod capture;
+pub mod explain;
+pub mod external;
 pub mod limits;
 pub mod pii;
+pub mod rules;
 
 pub use crate::error::Denial;
 pub use body::{Purpose, RequestBody};
 
 use crate::auth::Caller;
-use crate::config::GroupConfig;
+use crate::config::rules::Route;
+use crate::config::{Config, GroupConfig};
+use crate::routing::Health;
 use bytes::Bytes;
 use dialects::canonical::{LimitWindow, RateLimits, Request, RequestSummary, Usage};
 use dialects::{DecodeError, Dialect};
@@ -36,6 +41,21 @@ pub trait Stage: Send + Sync + std::fmt::Debug {
     fn applies_to(&self, caller: &Caller, group: &GroupConfig) -> bool;
     /// Decides on one request; may rewrite it or annotate its record through `request`.
     fn decide<'a>(&'a self, request: &'a mut Governed<'_>) -> BoxFuture<'a, Decision>;
+}
+
+/// Who asks for what: the parts of an admitted request [`Governed::new`] takes.
+#[derive(Debug, Clone, Copy)]
+pub struct Asking<'a> {
+    /// The caller.
+    pub caller: &'a Caller,
+    /// Index of the group in the config's `groups`.
+    pub group: usize,
+    /// The caller's dialect.
+    pub surface: Dialect,
+    /// The caller's request headers.
+    pub headers: &'a HeaderMap,
+    /// The client software.
+    pub client: &'static str,
 }
 
 /// What a stage decided.
@@ -61,6 +81,10 @@ pub struct Governed<'a> {
     pub headers: &'a HeaderMap,
     /// The client software.
     pub client: &'static str,
+    /// The configuration the request runs under.
+    pub config: &'a Config,
+    /// Target health (for rules that read it).
+    pub health: &'a Health,
     body: &'a mut RequestBody,
     effects: Effects,
 }
@@ -106,6 +130,12 @@ pub struct Effects {
     pub response_filter: Option<ResponseFilter>,
     /// The request's content capture, when a capture policy may store it.
     pub capture: Option<crate::usage::capture::PendingCapture>,
+    /// Where a rule or a policy sent the request (instead of its group's plan).
+    pub route: Option<Route>,
+    /// The routing rule that decided the request (for the record's `rule`).
+    pub rule: Option<Arc<str>>,
+    /// Headers a policy added for the upstream (allow-listed).
+    pub upstream_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 /// A filter on the request's answer, set by a content stage: the request's placeholders and
@@ -121,19 +151,19 @@ pub struct ResponseFilter {
 impl<'a> Governed<'a> {
     /// The view a stage gets of an admitted request.
     pub fn new(
-        caller: &'a Caller,
-        group: &'a GroupConfig,
-        surface: Dialect,
-        headers: &'a HeaderMap,
-        client: &'static str,
+        asking: Asking<'a>,
+        config: &'a Config,
+        health: &'a Health,
         body: &'a mut RequestBody,
     ) -> Self {
         Governed {
-            caller,
-            group,
-            surface,
-            headers,
-            client,
+            caller: asking.caller,
+            group: &config.groups[asking.group],
+            surface: asking.surface,
+            headers: asking.headers,
+            client: asking.client,
+            config,
+            health,
             body,
             effects: Effects {
                 // Most stages that apply keep something until the request ends.
@@ -228,6 +258,74 @@ impl<'a> Governed<'a> {
         mode: crate::pii::ResponseMode,
     ) {
         self.effects.response_filter = Some(ResponseFilter { redactor, mode });
+    }
+
+    /// The request as rules and policies see it (no content, no token), for `f`.
+    pub fn with_subject<T>(&self, f: impl FnOnce(&crate::rules::Subject<'_>) -> T) -> T {
+        let (config, health) = (self.config, self.health);
+        let target = move |i: usize| {
+            let id = config.target(config.rule_targets[i]).id;
+            health.state(id)
+        };
+        let summary = self.summary();
+        let c = self.caller;
+        f(&crate::rules::Subject {
+            caller: &c.name,
+            project: c.project.as_deref(),
+            team: c.team.as_deref(),
+            environment: c.environment.as_deref(),
+            surface: self.surface.as_str(),
+            client: self.client,
+            group: &self.group.name,
+            stream: summary.stream,
+            has_tools: summary.needs.tools,
+            has_images: summary.needs.images,
+            json_schema: summary.needs.json_schema,
+            estimated_input_tokens: summary.estimated_prompt_tokens,
+            max_output_tokens: summary.max_output_tokens,
+            reasoning_effort: summary.reasoning_effort,
+            headers: self.headers,
+            now: std::time::SystemTime::now(),
+            target: &target,
+        })
+    }
+
+    /// Sends the request elsewhere than its group's plan (a rule's or a policy's route; the
+    /// first stage to route wins).
+    pub fn route(&mut self, route: Route) {
+        if self.effects.route.is_none() {
+            self.effects.route = Some(route);
+        }
+    }
+
+    /// Names the routing rule that decided the request.
+    pub fn decided_by_rule(&mut self, rule: &Arc<str>) {
+        self.effects.rule = Some(rule.clone());
+    }
+
+    /// Adds a header to every upstream attempt (the caller of this is allow-listed).
+    pub fn upstream_header(&mut self, name: http::HeaderName, value: http::HeaderValue) {
+        self.effects.upstream_headers.retain(|(n, _)| *n != name);
+        self.effects.upstream_headers.push((name, value));
+    }
+
+    /// Whether content governance lets the request's text leave the router: the capture
+    /// policy that applies to it (the first that covers it) captures something.
+    pub fn may_share_content(&self) -> bool {
+        let c = self.caller;
+        self.config
+            .capture_policies
+            .iter()
+            .find(|p| {
+                p.applies.covers(
+                    &c.name,
+                    c.project.as_deref(),
+                    c.team.as_deref(),
+                    c.environment.as_deref(),
+                    &self.group.name,
+                )
+            })
+            .is_some_and(|p| p.capture != crate::config::capture::CaptureMode::None)
     }
 
     /// What the stages left (taken), for the request's outcome.

@@ -73,6 +73,20 @@ impl Health {
         (bits != 0).then(|| Duration::from_secs_f64(f64::from_bits(bits) / 1e6))
     }
 
+    /// Target `id` as rules see it: healthy (no cooldown, no failure since its last success),
+    /// cooling, and its recent time to first byte in ms (0: unmeasured).
+    pub fn state(&self, id: usize) -> crate::rules::TargetState {
+        let cooling = self.cooling(id).is_some();
+        let failures = self.targets[id]
+            .consecutive_failures
+            .load(Ordering::Relaxed);
+        crate::rules::TargetState {
+            healthy: !cooling && failures == 0,
+            cooling,
+            latency_ms: self.ttfb(id).map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        }
+    }
+
     /// A successful attempt: resets the failure count and feeds the latency EWMA.
     pub fn record_success(&self, id: usize, ttfb: Duration) {
         let t = &self.targets[id];

@@ -19,6 +19,7 @@ mod health;
 pub use affinity::Affinity;
 pub use health::Health;
 
+use crate::config::rules::TargetRef;
 use crate::config::{Config, GroupConfig, Strategy, TargetConfig};
 pub use dialects::canonical::{Needs, RequestSummary};
 use std::fmt;
@@ -172,6 +173,70 @@ fn chain(config: &Config, gi: usize) -> impl Iterator<Item = usize> + '_ {
     )
 }
 
+/// Whether `t` may take `req` now; if not, why is pushed onto `reasons` (and a cooldown
+/// lowers `cooling` to the shortest left).
+fn usable(
+    config: &Config,
+    state: RoutingState<'_>,
+    t: &TargetConfig,
+    req: &RequestSummary,
+    reasons: &mut Vec<String>,
+    cooling: &mut Option<Duration>,
+) -> bool {
+    if let Some(why) = exclusion(t, req) {
+        reasons.push(format!("{}: {why}", label(config, t)));
+        false
+    } else if let Some(left) = state.health.cooling(t.id) {
+        reasons.push(format!(
+            "{}: cooling down for {} ms",
+            label(config, t),
+            left.as_millis()
+        ));
+        *cooling = Some(cooling.map_or(left, |c| c.min(left)));
+        false
+    } else {
+        true
+    }
+}
+
+/// Plans the attempts for a request a rule or a policy sent to `targets`: those that may take
+/// it, in the order given (no fallback groups, no affinity), at most `max_attempts`.
+pub fn plan_targets(
+    config: &Config,
+    state: RoutingState<'_>,
+    targets: &[TargetRef],
+    max_attempts: u32,
+    req: &RequestSummary,
+) -> Result<AttemptPlan, NoEligibleTarget> {
+    let mut reasons = Vec::new();
+    let mut cooling = None;
+    let plan: Vec<PlannedTarget> = targets
+        .iter()
+        .filter(|r| {
+            usable(
+                config,
+                state,
+                config.target(**r),
+                req,
+                &mut reasons,
+                &mut cooling,
+            )
+        })
+        .map(|r| PlannedTarget {
+            group: r.group,
+            target: r.target,
+        })
+        .collect();
+    if plan.is_empty() {
+        return Err(NoEligibleTarget { reasons, cooling });
+    }
+    Ok(AttemptPlan {
+        targets: plan,
+        max_attempts,
+        affinity_hit: None,
+    })
+}
+
 /// Plans the attempts for a request to `group`.
 pub fn plan_attempts(
     config: &Config,
@@ -197,16 +262,7 @@ pub fn plan_attempts(
             {
                 continue;
             }
-            if let Some(why) = exclusion(t, req) {
-                reasons.push(format!("{}: {why}", label(config, t)));
-            } else if let Some(left) = state.health.cooling(t.id) {
-                reasons.push(format!(
-                    "{}: cooling down for {} ms",
-                    label(config, t),
-                    left.as_millis()
-                ));
-                cooling = Some(cooling.map_or(left, |c| c.min(left)));
-            } else {
+            if usable(config, state, t, req, &mut reasons, &mut cooling) {
                 eligible.push(ti);
             }
         }

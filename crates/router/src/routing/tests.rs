@@ -49,6 +49,7 @@ fn req(tools: bool, tokens: u32) -> RequestSummary {
         estimated_prompt_tokens: tokens,
         max_output_tokens: None,
         session_key: None,
+        reasoning_effort: None,
     }
 }
 

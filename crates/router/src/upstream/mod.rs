@@ -139,7 +139,8 @@ impl UpstreamError {
     }
 }
 
-type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// The HTTP(S) client every outbound call uses (providers, policy services).
+pub type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// A configured provider with its connection pool.
 #[derive(Debug)]
@@ -213,6 +214,8 @@ pub struct AttemptHeaders<'a> {
     pub parent_id: &'a str,
     /// Caller headers to pass on (same-dialect protocol headers such as `anthropic-beta`).
     pub forward: &'a [(http::HeaderName, HeaderValue)],
+    /// Headers a policy added (allow-listed); the provider's own headers win over them.
+    pub extra: &'a [(http::HeaderName, HeaderValue)],
 }
 
 /// Which of a provider's endpoints a request goes to.
@@ -222,6 +225,26 @@ pub enum Endpoint {
     Generate,
     /// Token counting (`/v1/messages/count_tokens`), where the kind has one.
     CountTokens,
+}
+
+/// A pooled HTTP/1 client (http and https, webpki roots) with these connect and idle timeouts.
+pub fn http_client(connect_timeout: Duration, pool_idle_timeout: Duration) -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(connect_timeout));
+    http.set_nodelay(true);
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    // The pool needs a timer to close idle connections: without one, idle timeouts are only
+    // checked when a connection is next checked out, and idle sockets linger.
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(pool_idle_timeout)
+        .pool_max_idle_per_host(1024)
+        .build(https)
 }
 
 impl Provider {
@@ -278,22 +301,7 @@ impl Provider {
 
     /// A connection pool with `config`'s connect and idle timeouts.
     fn client(config: &ProviderConfig) -> HttpClient {
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(config.connect_timeout));
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        // The pool needs a timer to close idle connections: without one, idle timeouts are only
-        // checked when a connection is next checked out, and idle sockets linger.
-        Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(1024)
-            .build(https)
+        http_client(config.connect_timeout, config.pool_idle_timeout)
     }
 
     /// The dialect this provider speaks.
@@ -357,7 +365,7 @@ impl Provider {
             h.insert("x-router-parent-id", v);
         }
         h.insert("x-router-timeout-ms", HeaderValue::from(meta.timeout_ms));
-        for (k, v) in meta.forward {
+        for (k, v) in meta.forward.iter().chain(meta.extra) {
             h.insert(k.clone(), v.clone());
         }
         for (k, v) in &self.headers {

@@ -82,6 +82,9 @@ pub struct UsageRecord {
     /// The capture policy that stored the request's content (none: nothing was captured).
     #[serde(default)]
     pub capture_policy: Option<String>,
+    /// The routing rule that decided the request (routed or denied it).
+    #[serde(default)]
+    pub rule: Option<String>,
 }
 
 /// One request's captured content, as stored (see [`crate::usage::capture`]).
@@ -258,6 +261,7 @@ impl UsageRecord {
             quota: o.quota.as_deref().map(str::to_string),
             config_hash: o.config_hash.to_string(),
             capture_policy: o.capture_policy.as_ref().map(|p| p.to_string()),
+            rule: o.rule.as_deref().map(str::to_string),
             annotations: if o.annotations.is_empty() {
                 empty_array()
             } else {

@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 pub enum Dimension {
     /// The quota or budget that refused the request (or would have, in shadow mode).
     Quota,
+    /// The routing rule that decided the request.
+    Rule,
     /// Caller name.
     Caller,
     /// Caller's project.
@@ -52,6 +54,7 @@ impl Dimension {
         ("model", Dimension::Model),
         ("status", Dimension::Status),
         ("quota", Dimension::Quota),
+        ("rule", Dimension::Rule),
         ("day", Dimension::Day),
         ("hour", Dimension::Hour),
     ];

@@ -14,7 +14,7 @@ use std::str::FromStr;
 use tokio::sync::mpsc;
 
 /// Columns in insert order.
-const COLUMNS: &str = "record_id, request_id, parent_id, started_at_ms, caller, project, team, environment, client, surface, group_name, provider, model, status, http_status, error_kind, attempts, attempts_json, fallback, stream, latency_ms, ttft_ms, input_tokens, cached_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_usd, warnings, affinity_hit, latency_bucket, ttft_bucket, quota, annotations, config_hash, capture_policy";
+const COLUMNS: &str = "record_id, request_id, parent_id, started_at_ms, caller, project, team, environment, client, surface, group_name, provider, model, status, http_status, error_kind, attempts, attempts_json, fallback, stream, latency_ms, ttft_ms, input_tokens, cached_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_usd, warnings, affinity_hit, latency_bucket, ttft_bucket, quota, annotations, config_hash, capture_policy, routing_rule";
 
 /// Registers an instance, or refreshes its heartbeat (re-creating a row removed meanwhile).
 const UPSERT_INSTANCE: &str = "INSERT INTO router_instances (instance_id, hostname, started_at_ms, last_seen_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (instance_id) DO UPDATE SET last_seen_ms = EXCLUDED.last_seen_ms";
@@ -40,7 +40,7 @@ fn ddl(text: &str, int: &str, big: &str, real: &str, boolean: &str) -> Vec<Strin
             cost_usd {real} NOT NULL, warnings {text} NOT NULL, affinity_hit {boolean},
             latency_bucket {int} NOT NULL, ttft_bucket {int}, quota {text},
             annotations {text} NOT NULL DEFAULT '[]', config_hash {text} NOT NULL DEFAULT '',
-            capture_policy {text})"
+            capture_policy {text}, routing_rule {text})"
         ),
         "CREATE INDEX IF NOT EXISTS usage_records_started ON usage_records (started_at_ms)".into(),
         "CREATE INDEX IF NOT EXISTS usage_records_request ON usage_records (request_id)".into(),
@@ -72,6 +72,7 @@ const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("annotations", "TEXT NOT NULL DEFAULT '[]'"),
     ("config_hash", "TEXT NOT NULL DEFAULT ''"),
     ("capture_policy", "TEXT"),
+    ("routing_rule", "TEXT"),
 ];
 
 /// The SQL expression of a report dimension (text, or an integer for day and hour).
@@ -89,6 +90,7 @@ fn dimension_sql(d: super::Dimension) -> &'static str {
         Model => "COALESCE(model, '')",
         Status => "status",
         Quota => "COALESCE(quota, '')",
+        Rule => "COALESCE(routing_rule, '')",
         Day => "(started_at_ms / 86400000)",
         Hour => "(started_at_ms / 3600000)",
     }
@@ -188,6 +190,7 @@ macro_rules! sql_store {
                     annotations: row.try_get("annotations")?,
                     config_hash: row.try_get("config_hash")?,
                     capture_policy: row.try_get("capture_policy")?,
+                    rule: row.try_get("routing_rule")?,
                 })
             }
         }
@@ -282,7 +285,8 @@ macro_rules! sql_store {
                                 .bind(&r.quota)
                                 .bind(&r.annotations)
                                 .bind(&r.config_hash)
-                                .bind(&r.capture_policy);
+                                .bind(&r.capture_policy)
+                                .bind(&r.rule);
                         }
                         q.execute(&mut *tx).await?;
                     }
