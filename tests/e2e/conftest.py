@@ -70,9 +70,27 @@ model = "fake-ratelimited"
 provider = "fake"
 model = "fake-text"
 
+# Routed by client: Codex to its own target, everyone else to the group's first.
+[groups.agents]
+strategy = "priority"
+[[groups.agents.targets]]
+provider = "fakeresp"
+model = "fake-agents"
+capabilities = ["tools", "images", "json_schema", "reasoning"]
+context_window = 200000
+[[groups.agents.targets]]
+provider = "fakeresp"
+model = "fake-codex"
+capabilities = ["tools", "images", "json_schema", "reasoning"]
+context_window = 200000
+[[groups.agents.rules]]
+name = "codex-target"
+when = 'request.client == "codex"'
+route = {{ targets = ["fakeresp/fake-codex"] }}
+
 [[callers]]
 name = "e2e"
-groups = ["fast", "textonly", "claude", "ratelimited", "resp"]
+groups = ["fast", "textonly", "claude", "ratelimited", "resp", "agents"]
 token = "{token}"
 
 [[callers]]

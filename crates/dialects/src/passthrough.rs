@@ -71,3 +71,52 @@ pub fn tap_event(dialect: Dialect, event: Option<&str>, data: &[u8]) -> Tap {
         Dialect::OpenAiResponses => openai_responses::stream::tap_event(event, data),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reasoning effort each dialect asks for reaches the summary, bounded to known levels.
+    #[test]
+    fn reasoning_effort_is_read_in_every_dialect() {
+        let cases: &[(Dialect, &str, Option<&str>)] = &[
+            (
+                Dialect::OpenAiChat,
+                r#"{"model":"g","messages":[{"role":"user","content":"hi"}],"reasoning_effort":"high"}"#,
+                Some("high"),
+            ),
+            (
+                Dialect::OpenAiChat,
+                r#"{"model":"g","messages":[{"role":"user","content":"hi"}],"reasoning_effort":"turbo"}"#,
+                Some("other"),
+            ),
+            (
+                Dialect::OpenAiChat,
+                r#"{"model":"g","messages":[{"role":"user","content":"hi"}]}"#,
+                None,
+            ),
+            (
+                Dialect::OpenAiResponses,
+                r#"{"model":"g","input":"hi","reasoning":{"effort":"minimal","summary":"auto"}}"#,
+                Some("minimal"),
+            ),
+            (
+                Dialect::AnthropicMessages,
+                r#"{"model":"g","max_tokens":9,"messages":[{"role":"user","content":"hi"}],"thinking":{"type":"enabled","budget_tokens":32000}}"#,
+                Some("high"),
+            ),
+            (
+                Dialect::AnthropicMessages,
+                r#"{"model":"g","max_tokens":9,"messages":[{"role":"user","content":"hi"}],"output_config":{"effort":"low"}}"#,
+                Some("low"),
+            ),
+        ];
+        for (dialect, body, want) in cases {
+            let got = inspect_request(*dialect, body.as_bytes())
+                .unwrap()
+                .summary
+                .reasoning_effort;
+            assert_eq!(got, *want, "{body}");
+        }
+    }
+}

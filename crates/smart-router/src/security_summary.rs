@@ -122,6 +122,44 @@ fn summarize(raw: &RawConfig, config: &Config) -> Value {
             })
         })
         .collect();
+    let policies: Vec<Value> = config
+        .policies
+        .iter()
+        .map(|p| {
+            let groups: Vec<&str> = config
+                .groups
+                .iter()
+                .filter(|g| router::config::pii::covers_group(&p.applies, g))
+                .map(|g| g.name.as_str())
+                .collect();
+            json!({
+                "name": p.name.as_ref(),
+                "service": format!(
+                    "{}://{}{}",
+                    p.url.scheme_str().unwrap_or("http"),
+                    p.url.authority().map_or("", |a| a.as_str().rsplit('@').next().unwrap_or("")),
+                    p.url.path()
+                ),
+                "groups_covered": groups,
+                "on_error": match p.on_error {
+                    router::config::policies::PolicyOnError::Allow => "allow (fails open)",
+                    router::config::policies::PolicyOnError::Deny => "deny (fails closed)",
+                },
+                "mode": if p.shadow { "shadow" } else { "enforce" },
+                "sends": if p.send_content {
+                    "rule variables; request text where a capture policy captures"
+                } else {
+                    "rule variables only (no content, never tokens or keys)"
+                },
+            })
+        })
+        .collect();
+    let rules: Vec<Value> = config
+        .groups
+        .iter()
+        .filter(|g| !g.rules.is_empty())
+        .map(|g| json!({"group": g.name, "rules": g.rules.iter().map(|r| r.name.as_ref()).collect::<Vec<_>>()}))
+        .collect();
     let license = license(config, &mut flags);
     json!({
         "config_hash": config.hash,
@@ -144,6 +182,8 @@ fn summarize(raw: &RawConfig, config: &Config) -> Value {
         },
         "content_capture": capture(config, &mut flags),
         "pii_policies": pii,
+        "external_policies": policies,
+        "routing_rules": rules,
         "license": license,
         "flags": flags,
     })
@@ -353,6 +393,34 @@ fn markdown(s: &Value) -> String {
             str_of(&p["responses"]),
             str_of(&p["detect"]),
             str_of(&p["groups_covered"]),
+        );
+    }
+    let _ = writeln!(out, "\n## External policies and routing rules\n");
+    let policies = s["external_policies"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if policies.is_empty() {
+        let _ = writeln!(out, "- no external policy service is asked");
+    }
+    for p in policies {
+        let _ = writeln!(
+            out,
+            "- `{}` at {}: {}; on_error {}; {} mode; covers groups {}",
+            str_of(&p["name"]),
+            str_of(&p["service"]),
+            str_of(&p["sends"]),
+            str_of(&p["on_error"]),
+            str_of(&p["mode"]),
+            str_of(&p["groups_covered"]),
+        );
+    }
+    for r in s["routing_rules"].as_array().cloned().unwrap_or_default() {
+        let _ = writeln!(
+            out,
+            "- group `{}` routing rules (evaluated in the router): {}",
+            str_of(&r["group"]),
+            str_of(&r["rules"]),
         );
     }
     let l = &s["license"];

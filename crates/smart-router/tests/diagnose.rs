@@ -107,6 +107,11 @@ token = "{ADMIN_TOKEN}"
 name = "all"
 capture = "all"
 redact_pii = false
+[[policies]]
+name = "central"
+url = "http://127.0.0.1:9/v1/data/router"
+on_error = "allow"
+headers = {{ authorization = "Bearer {HEADER_SECRET}-policy" }}
 "#,
             spool = dir.join("spool").display(),
         )

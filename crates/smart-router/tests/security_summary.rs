@@ -55,6 +55,12 @@ name = "debug"
 applies_to = { projects = ["payments"] }
 capture = "errors"
 retention_days = 3
+[[policies]]
+name = "central"
+url = "http://policy-user:policy-url-password@127.0.0.1:8181/v1/data/router/decision"
+on_error = "deny"
+send_content = true
+headers = { authorization = "Bearer inline-policy-header-secret" }
 "#;
 
 fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
@@ -86,6 +92,8 @@ fn run(path: &std::path::Path, json: bool) -> (i32, String) {
         "inline-caller-token-value",
         "env-admin-token-value",
         "file-token-value",
+        "inline-policy-header-secret",
+        "policy-url-password",
     ] {
         assert!(!text.contains(secret), "{secret} leaked:\n{text}");
     }
@@ -140,6 +148,14 @@ fn summary_reports_sources_roles_retention_and_policies() {
     assert_eq!(p["action"], "block");
     assert_eq!(p["applies_to"]["projects"], serde_json::json!(["payments"]));
     assert_eq!(p["groups_covered"], serde_json::json!(["fast"]));
+    let ext = &s["external_policies"][0];
+    assert_eq!(ext["name"], "central");
+    assert_eq!(
+        ext["service"],
+        "http://127.0.0.1:8181/v1/data/router/decision"
+    );
+    assert_eq!(ext["on_error"], "deny (fails closed)");
+    assert!(ext["sends"].as_str().unwrap().contains("request text"));
     assert_eq!(s["license"]["status"], "unlicensed");
     let c = &s["content_capture"]["policies"][0];
     assert_eq!(c["name"], "debug");

@@ -94,6 +94,20 @@ pub fn redact_config(text: &str) -> String {
             }
         }
     }
+    if let Some(toml::Value::Array(policies)) = v.get_mut("policies") {
+        for p in policies.iter_mut() {
+            if let Some(toml::Value::Table(h)) = p.get_mut("headers") {
+                for (_, hv) in h.iter_mut() {
+                    if let toml::Value::String(s) = hv {
+                        *s = reference(s);
+                    }
+                }
+            }
+            if let Some(toml::Value::String(u)) = p.get_mut("url") {
+                *u = without_password(u);
+            }
+        }
+    }
     for (section, key) in [("store", "url"), ("limits", "backend")] {
         if let Some(toml::Value::String(u)) = v.get_mut(section).and_then(|s| s.get_mut(key)) {
             *u = without_password(u);
