@@ -282,6 +282,7 @@ pub fn app(shared: Arc<Shared>) -> Router {
         .route("/v1/responses", post(responses::handle))
         .route("/responses", post(responses::handle))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+        .route("/v1/data/{*path}", post(policy))
         .route("/_fake/requests", get(list_requests).delete(clear_requests))
         .route("/_fake/scripts", post(push_scripts))
         .route("/_fake/stats", get(stats))
@@ -300,6 +301,18 @@ async fn unknown(
 ) -> Response {
     s.record(&method, &uri, &headers, &body);
     (StatusCode::NOT_FOUND, "fake-upstream: no such endpoint").into_response()
+}
+
+/// An OPA-style policy decision (`POST /v1/data/...` with `{"input": ...}`): always allows.
+async fn policy(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    s.record(&method, &uri, &headers, &body);
+    Json(serde_json::json!({"result": {"allow": true}})).into_response()
 }
 
 async fn list_requests(State(s): State<Arc<Shared>>) -> Response {

@@ -70,17 +70,12 @@ pub fn explain(config: &Config, d: &Described<'_>) -> Result<String, String> {
             "rules of group {} (first enforced match decides):",
             group.name
         );
-        let mut uses = crate::rules::Uses::default();
-        for r in &group.rules {
-            uses.add(r.when.uses());
-        }
-        let bound = subject.bind(&uses, &config.rule_schema);
         for (i, r) in group.rules.iter().enumerate() {
             let mode = if r.shadow { " [shadow]" } else { "" };
             let verdict = if decided.is_some() {
                 "not evaluated (an earlier rule decided)".to_string()
             } else {
-                match r.when.eval(&bound) {
+                match r.when.eval(&subject, &config.rule_schema) {
                     Ok(true) if r.shadow => {
                         format!("matches (shadow: {})", route_text(config, &r.route))
                     }

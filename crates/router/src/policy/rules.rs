@@ -1,6 +1,6 @@
 //! The routing-rules stage: one per group that has `[[groups.NAME.rules]]`. The group's rules
-//! are evaluated in file order over the request's variables (bound once, only the fields some
-//! rule reads); the first enforced rule that matches decides — route to targets, to another
+//! are evaluated in file order over the request's variables (each read from the request when
+//! an expression reaches it); the first enforced rule that matches decides — route to targets, to another
 //! group, or deny (403 `policy_denied` with the operator's reason). A shadow rule that matches
 //! is recorded and changes nothing; a rule whose expression fails is skipped or denies, as its
 //! `on_error` says. Every outcome is counted per rule and noted on the usage record.
@@ -10,7 +10,7 @@ use crate::auth::Caller;
 use crate::config::GroupConfig;
 use crate::config::rules::{Route, RuleConfig, RuleOnError};
 use crate::metrics::{GovernanceMetrics, RuleLabels};
-use crate::rules::{Schema, Uses};
+use crate::rules::Schema;
 use futures_util::future::BoxFuture;
 use prometheus_client::metrics::counter::Counter;
 use std::sync::Arc;
@@ -21,8 +21,6 @@ pub struct RulesStage {
     name: Arc<str>,
     group: usize,
     rules: Vec<Rule>,
-    /// What any of the rules reads.
-    uses: Uses,
     schema: Arc<Schema>,
 }
 
@@ -57,12 +55,10 @@ impl RulesStage {
             .filter(|g| !g.rules.is_empty())
             .map(|g| {
                 let group: Arc<str> = g.name.as_str().into();
-                let mut uses = Uses::default();
                 let rules = g
                     .rules
                     .iter()
                     .map(|r| {
-                        uses.add(r.when.uses());
                         let counter = |outcome| {
                             metrics
                                 .rules
@@ -88,7 +84,6 @@ impl RulesStage {
                     name: format!("rules:{}", g.name).into(),
                     group: g.index,
                     rules,
-                    uses,
                     schema: schema.clone(),
                 }) as Arc<dyn Stage>
             })
@@ -96,10 +91,24 @@ impl RulesStage {
     }
 
     fn decide_now(&self, request: &mut Governed<'_>) -> Decision {
-        let bound = request.with_subject(|s| s.bind(&self.uses, &self.schema));
-        for rule in &self.rules {
+        let results: Vec<_> = request.with_subject(|s| {
+            // Evaluated up to the first enforced match: later rules never run.
+            let mut out = Vec::with_capacity(self.rules.len());
+            for rule in &self.rules {
+                let r = &rule.config;
+                let result = r.when.eval(s, &self.schema);
+                let decides = matches!(result, Ok(true)) && !r.shadow
+                    || (result.is_err() && r.on_error == RuleOnError::Deny && !r.shadow);
+                out.push(result);
+                if decides {
+                    break;
+                }
+            }
+            out
+        });
+        for (rule, result) in self.rules.iter().zip(results) {
             let r = &rule.config;
-            match r.when.eval(&bound) {
+            match result {
                 Ok(false) => {}
                 Ok(true) if r.shadow => {
                     rule.matched.inc();

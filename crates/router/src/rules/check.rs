@@ -1,10 +1,9 @@
 //! The type checker: walks a parsed CEL expression against the variables rules may read
 //! ([`super::Schema`]) and reports, at load, what would otherwise fail per request — an unknown
 //! variable, field, header, target or function, an operator applied to the wrong types, an
-//! expression that is not a condition. It also records which fields the expression reads, so
-//! evaluation builds only those.
+//! expression that is not a condition.
 
-use super::{Field, Obj, Schema, Uses};
+use super::{Field, Obj, Schema};
 use cel::IdedExpr;
 use cel::common::ast::{Expr, operators as op};
 use cel::common::value::CelVal;
@@ -80,7 +79,6 @@ impl From<Field> for Ty {
 /// Walks one expression; `scope` holds comprehension variables (innermost last).
 pub(super) struct Checker<'a> {
     pub(super) schema: &'a Schema,
-    pub(super) uses: Uses,
     scope: Vec<(String, Ty)>,
 }
 
@@ -90,7 +88,6 @@ impl<'a> Checker<'a> {
     pub(super) fn new(schema: &'a Schema) -> Self {
         Checker {
             schema,
-            uses: Uses::default(),
             scope: Vec::new(),
         }
     }
@@ -143,14 +140,7 @@ impl<'a> Checker<'a> {
                 let elem = match &range {
                     Ty::List(t) => (**t).clone(),
                     Ty::Map(k, _) => (**k).clone(),
-                    Ty::Headers | Ty::Targets => {
-                        if range == Ty::Targets {
-                            self.uses.all_targets = true;
-                        } else {
-                            self.uses.all_headers = true;
-                        }
-                        Ty::Str
-                    }
+                    Ty::Headers | Ty::Targets => Ty::Str,
                     Ty::Dyn => Ty::Dyn,
                     other => {
                         return Err(format!(
@@ -219,19 +209,10 @@ impl<'a> Checker<'a> {
     }
 
     fn select(&mut self, operand: &IdedExpr, field: &str) -> Checked {
-        let root = match &operand.expr {
-            Expr::Ident(n) if !self.scope.iter().any(|(s, _)| s == n) => Some(n.as_str()),
-            _ => None,
-        };
         let t = self.check(operand)?;
         match t {
             Ty::Obj(o) => {
-                let Some((i, (_, f))) = o
-                    .fields()
-                    .iter()
-                    .enumerate()
-                    .find(|(_, (n, _))| *n == field)
-                else {
+                let Some((_, f)) = o.fields().iter().find(|(n, _)| *n == field) else {
                     let names: Vec<&str> = o.fields().iter().map(|(n, _)| *n).collect();
                     let hint = crate::spelling::suggest(field, names.iter().copied())
                         .map(|s| format!("; did you mean `{s}`?"))
@@ -242,9 +223,6 @@ impl<'a> Checker<'a> {
                         names.join(", ")
                     ));
                 };
-                if root.is_some() {
-                    self.uses.mark(o, i);
-                }
                 Ok((*f).into())
             }
             Ty::Headers => self.header(field),
@@ -258,10 +236,7 @@ impl<'a> Checker<'a> {
     fn header(&mut self, name: &str) -> Checked {
         let lower = name.to_ascii_lowercase();
         match self.schema.headers.iter().position(|h| *h == lower) {
-            Some(i) => {
-                self.uses.headers.push(i);
-                Ok(Ty::Str)
-            }
+            Some(_) => Ok(Ty::Str),
             None => Err(format!(
                 "header `{name}` is not in rules_headers ({}); rules see only the headers listed there",
                 if self.schema.headers.is_empty() {
@@ -275,10 +250,7 @@ impl<'a> Checker<'a> {
 
     fn target(&mut self, label: &str) -> Checked {
         match self.schema.targets.iter().position(|(l, _)| l == label) {
-            Some(i) => {
-                self.uses.targets.push(i);
-                Ok(Ty::Obj(Obj::Target))
-            }
+            Some(_) => Ok(Ty::Obj(Obj::Target)),
             None => Err(format!(
                 "no target `{label}` (targets are named provider/model){}",
                 crate::spelling::suggest(
@@ -389,7 +361,6 @@ impl<'a> Checker<'a> {
                         Some(s) => self.header(&s),
                         None => {
                             self.value(key)?;
-                            self.uses.all_headers = true;
                             Ok(Ty::Str)
                         }
                     },
@@ -397,7 +368,6 @@ impl<'a> Checker<'a> {
                         Some(s) => self.target(&s),
                         None => {
                             self.value(key)?;
-                            self.uses.all_targets = true;
                             Ok(Ty::Obj(Obj::Target))
                         }
                     },
@@ -428,9 +398,7 @@ impl<'a> Checker<'a> {
                 let needle = self.value(&args[0])?;
                 let hay = self.check(&args[1])?;
                 match hay {
-                    Ty::Headers => self.uses.all_headers = true,
-                    Ty::Targets => self.uses.all_targets = true,
-                    Ty::List(_) | Ty::Map(..) | Ty::Dyn => {}
+                    Ty::Headers | Ty::Targets | Ty::List(_) | Ty::Map(..) | Ty::Dyn => {}
                     other => {
                         return Err(format!(
                             "`in` needs a list or a map, not a {}",
@@ -449,9 +417,13 @@ impl<'a> Checker<'a> {
                 };
                 let t = self.check(on)?;
                 match t {
-                    Ty::Headers => self.uses.all_headers = true,
-                    Ty::Targets => self.uses.all_targets = true,
-                    Ty::Str | Ty::Bytes | Ty::List(_) | Ty::Map(..) | Ty::Dyn => {}
+                    Ty::Headers
+                    | Ty::Targets
+                    | Ty::Str
+                    | Ty::Bytes
+                    | Ty::List(_)
+                    | Ty::Map(..)
+                    | Ty::Dyn => {}
                     other => return Err(format!("`size` of a {}", other.name())),
                 }
                 Ok(Ty::Int)

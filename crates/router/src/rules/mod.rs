@@ -14,11 +14,15 @@
 //! ```
 //!
 //! Evaluation is bounded: CEL has no loops (macros range over the fixed variables), the source
-//! is capped at [`MAX_SOURCE_BYTES`] and its nesting by the parser, a panic inside the
-//! interpreter is caught and reported as an error, and only the fields an expression reads are
-//! built for it. The same [`Subject`] gives external policies their input ([`Subject::facts`]).
+//! is capped at [`MAX_SOURCE_BYTES`] and its nesting by the parser, and a panic inside the
+//! interpreter is caught and reported as an error. It is also cheap: after checking, each
+//! field access (`request.client`, `headers["x-region"]`, `targets["p/m"].healthy`) is
+//! rewritten into one variable that is computed from the request only when evaluation reaches
+//! it, and string literals are made once — no per-request maps. The same [`Subject`] gives
+//! external policies their input ([`Subject::facts`]).
 
 mod check;
+mod rewrite;
 
 use cel::Value;
 use cel::objects::{Key, Map};
@@ -93,17 +97,6 @@ impl Obj {
     }
 }
 
-/// Field names as CEL map keys, made once: `KEYS[obj][field]`.
-static KEYS: LazyLock<[Vec<Key>; 4]> = LazyLock::new(|| {
-    let keys = |fields: &[(&str, Field)]| {
-        fields
-            .iter()
-            .map(|(n, _)| Key::String(Arc::new((*n).to_string())))
-            .collect()
-    };
-    [keys(CALLER), keys(REQUEST), keys(TIME), keys(TARGET)]
-});
-
 /// The standard functions, registered once; each evaluation runs in a child scope of it.
 static ROOT: LazyLock<cel::Context<'static>> = LazyLock::new(cel::Context::default);
 
@@ -117,57 +110,16 @@ pub struct Schema {
     pub targets: Vec<(String, usize)>,
 }
 
-/// What an expression (or a set of them) reads, so evaluation builds only that.
-#[derive(Debug, Clone, Default)]
-pub struct Uses {
-    /// Bit `i`: field `i` of `caller`, `request`, `time`.
-    fields: [u16; 3],
-    /// Schema indices of headers read by name.
-    headers: Vec<usize>,
-    all_headers: bool,
-    /// Schema indices of targets read by name.
-    targets: Vec<usize>,
-    all_targets: bool,
-}
-
-impl Uses {
-    fn mark(&mut self, o: Obj, i: usize) {
-        let slot = match o {
-            Obj::Caller => 0,
-            Obj::Request => 1,
-            Obj::Time => 2,
-            Obj::Target => return,
-        };
-        self.fields[slot] |= 1 << i;
-    }
-
-    /// Reads what `other` reads too.
-    pub fn add(&mut self, other: &Uses) {
-        for (a, b) in self.fields.iter_mut().zip(other.fields) {
-            *a |= b;
-        }
-        self.headers.extend(&other.headers);
-        self.targets.extend(&other.targets);
-        self.all_headers |= other.all_headers;
-        self.all_targets |= other.all_targets;
-        self.headers.sort_unstable();
-        self.headers.dedup();
-        self.targets.sort_unstable();
-        self.targets.dedup();
-    }
-}
-
-/// A compiled, type-checked rule expression.
+/// A compiled, type-checked rule expression (rewritten for evaluation, see the module docs).
 pub struct Expression {
-    program: cel::Program,
-    uses: Uses,
+    expr: cel::IdedExpr,
+    /// String literals, made once: variable `\u{1}N` is `literals[N]`.
+    literals: Vec<Value>,
 }
 
 impl std::fmt::Debug for Expression {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Expression")
-            .field("uses", &self.uses)
-            .finish_non_exhaustive()
+        f.debug_struct("Expression").finish_non_exhaustive()
     }
 }
 
@@ -183,20 +135,18 @@ pub fn compile(source: &str, schema: &Schema) -> Result<Expression, String> {
     if source.trim().is_empty() {
         return Err("is empty".into());
     }
-    let program = std::panic::catch_unwind(|| cel::Program::compile(source))
+    let mut expr = std::panic::catch_unwind(|| cel::parser::Parser::new().parse(source))
         .map_err(|_| "could not be parsed".to_string())?
         .map_err(|e| format!("does not parse: {}", one_line(&e.to_string())))?;
-    let mut checker = check::Checker::new(schema);
-    let ty = checker.check(program.expression())?;
+    let ty = check::Checker::new(schema).check(&expr)?;
     if !matches!(ty, check::Ty::Bool | check::Ty::Dyn) {
         return Err(format!(
             "is a {ty:?} expression, not a condition (it must be true or false)"
         ));
     }
-    Ok(Expression {
-        program,
-        uses: checker.uses,
-    })
+    let mut literals = Vec::new();
+    rewrite::rewrite(&mut expr, schema, &mut Vec::new(), &mut literals);
+    Ok(Expression { expr, literals })
 }
 
 fn one_line(s: &str) -> String {
@@ -204,18 +154,18 @@ fn one_line(s: &str) -> String {
 }
 
 impl Expression {
-    /// What the expression reads.
-    pub fn uses(&self) -> &Uses {
-        &self.uses
-    }
-
-    /// Evaluates the expression over `bound` (built for at least what it reads). An error
-    /// (a missing key, a type the checker could not see, a value that is not a bool, a panic in
-    /// the interpreter) is returned, never raised; its text names no request value.
-    pub fn eval(&self, bound: &Bound) -> Result<bool, EvalError> {
+    /// Evaluates the expression for `subject`. An error (a missing key, a type the checker
+    /// could not see, a value that is not a bool, a panic in the interpreter) is returned,
+    /// never raised; it names no request value.
+    pub fn eval(&self, subject: &Subject<'_>, schema: &Schema) -> Result<bool, EvalError> {
+        let lazy = Lazy {
+            subject,
+            schema,
+            literals: &self.literals,
+        };
         let mut cx = ROOT.new_inner_scope();
-        cx.set_variable_resolver(bound);
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.program.execute(&cx))) {
+        cx.set_variable_resolver(&lazy);
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cx.resolve(&self.expr))) {
             Ok(Ok(Value::Bool(b))) => Ok(b),
             Ok(Ok(_)) => Err(EvalError::NotABool),
             Ok(Err(_)) => Err(EvalError::Failed),
@@ -288,25 +238,36 @@ pub struct Subject<'a> {
     pub target: &'a (dyn Fn(usize) -> TargetState + Sync),
 }
 
-/// The variables one request binds, built once for every expression that reads them.
-#[derive(Debug, Default)]
-pub struct Bound {
-    caller: Option<Value>,
-    request: Option<Value>,
-    time: Option<Value>,
-    headers: Option<Value>,
-    targets: Option<Value>,
+/// Resolves the rewritten variables of one evaluation from the subject, when reached.
+struct Lazy<'a> {
+    subject: &'a Subject<'a>,
+    schema: &'a Schema,
+    literals: &'a [Value],
 }
 
-impl cel::context::VariableResolver for Bound {
+impl cel::context::VariableResolver for Lazy<'_> {
     fn resolve(&self, name: &str) -> Option<Value> {
-        match name {
-            "caller" => self.caller.clone(),
-            "request" => self.request.clone(),
-            "time" => self.time.clone(),
-            "headers" => self.headers.clone(),
-            "targets" => self.targets.clone(),
-            _ => None,
+        let (tag, rest) = name.split_at_checked(1)?;
+        match tag {
+            rewrite::LITERAL => self.literals.get(rest.parse::<usize>().ok()?).cloned(),
+            rewrite::FIELD => {
+                let (obj, i) = rest.split_at_checked(1)?;
+                Some(self.subject.field(obj, i.parse().ok()?))
+            }
+            rewrite::HEADER => {
+                let h = self.schema.headers.get(rest.parse::<usize>().ok()?)?;
+                Some(text(self.subject.header(h)))
+            }
+            rewrite::TARGET => {
+                let (t, f) = rest.split_once('.')?;
+                let (_, id) = self.schema.targets.get(t.parse::<usize>().ok()?)?;
+                Some(target_field(&(self.subject.target)(*id), f.parse().ok()?))
+            }
+            _ => match name {
+                "headers" => Some(self.subject.all_headers(self.schema)),
+                "targets" => Some(self.subject.all_targets(self.schema)),
+                _ => None,
+            },
         }
     }
 }
@@ -315,86 +276,68 @@ fn text(s: Option<&str>) -> Value {
     Value::String(Arc::new(s.unwrap_or("").to_string()))
 }
 
-fn object(slot: usize, bits: u16, value: impl Fn(usize) -> Value) -> Option<Value> {
-    if bits == 0 {
-        return None;
+fn target_field(s: &TargetState, f: usize) -> Value {
+    match f {
+        0 => Value::Bool(s.healthy),
+        1 => Value::Bool(s.cooling),
+        _ => Value::Float(s.latency_ms),
     }
-    let keys = &KEYS[slot];
-    let mut map = HashMap::with_capacity(bits.count_ones() as usize);
-    for (i, key) in keys.iter().enumerate() {
-        if bits & (1 << i) != 0 {
-            map.insert(key.clone(), value(i));
-        }
-    }
-    Some(Value::Map(Map { map: Arc::new(map) }))
 }
 
 impl Subject<'_> {
-    /// Binds what `uses` reads.
-    pub fn bind(&self, uses: &Uses, schema: &Schema) -> Bound {
-        let [caller, request, time] = uses.fields;
-        let (hour, weekday) = hour_and_weekday(self.now);
-        let headers = (uses.all_headers || !uses.headers.is_empty()).then(|| {
-            let which: Vec<usize> = if uses.all_headers {
-                (0..schema.headers.len()).collect()
-            } else {
-                uses.headers.clone()
-            };
-            let map: HashMap<Key, Value> = which
-                .into_iter()
-                .map(|i| {
-                    let name = &schema.headers[i];
-                    (Key::from(name.as_str()), text(self.header(name)))
-                })
-                .collect();
-            Value::Map(Map { map: Arc::new(map) })
-        });
-        let targets = (uses.all_targets || !uses.targets.is_empty()).then(|| {
-            let which: Vec<usize> = if uses.all_targets {
-                (0..schema.targets.len()).collect()
-            } else {
-                uses.targets.clone()
-            };
-            let map: HashMap<Key, Value> = which
-                .into_iter()
-                .map(|i| {
-                    let (label, id) = &schema.targets[i];
-                    let s = (self.target)(*id);
-                    let v = object(3, 0b111, |f| match f {
-                        0 => Value::Bool(s.healthy),
-                        1 => Value::Bool(s.cooling),
-                        _ => Value::Float(s.latency_ms),
-                    });
-                    (Key::from(label.as_str()), v.expect("three fields"))
-                })
-                .collect();
-            Value::Map(Map { map: Arc::new(map) })
-        });
-        Bound {
-            caller: object(0, caller, |i| match i {
-                0 => text(Some(self.caller)),
-                1 => text(self.project),
-                2 => text(self.team),
-                _ => text(self.environment),
-            }),
-            request: object(1, request, |i| match i {
-                0 => text(Some(self.surface)),
-                1 => text(Some(self.client)),
-                2 => text(Some(self.group)),
-                3 => Value::Bool(self.stream),
-                4 => Value::Bool(self.has_tools),
-                5 => Value::Bool(self.has_images),
-                6 => Value::Bool(self.json_schema),
-                7 => Value::Int(i64::from(self.estimated_input_tokens)),
-                8 => Value::Int(i64::from(self.max_output_tokens.unwrap_or(0))),
-                _ => text(self.reasoning_effort),
-            }),
-            time: object(2, time, |i| {
-                Value::Int(i64::from(if i == 0 { hour } else { weekday }))
-            }),
-            headers,
-            targets,
+    /// Field `i` of object `obj` (`c`aller, `r`equest, `t`ime).
+    fn field(&self, obj: &str, i: usize) -> Value {
+        match (obj, i) {
+            ("c", 0) => text(Some(self.caller)),
+            ("c", 1) => text(self.project),
+            ("c", 2) => text(self.team),
+            ("c", _) => text(self.environment),
+            ("r", 0) => text(Some(self.surface)),
+            ("r", 1) => text(Some(self.client)),
+            ("r", 2) => text(Some(self.group)),
+            ("r", 3) => Value::Bool(self.stream),
+            ("r", 4) => Value::Bool(self.has_tools),
+            ("r", 5) => Value::Bool(self.has_images),
+            ("r", 6) => Value::Bool(self.json_schema),
+            ("r", 7) => Value::Int(i64::from(self.estimated_input_tokens)),
+            ("r", 8) => Value::Int(i64::from(self.max_output_tokens.unwrap_or(0))),
+            ("r", _) => text(self.reasoning_effort),
+            (_, 0) => Value::Int(i64::from(hour_and_weekday(self.now).0)),
+            _ => Value::Int(i64::from(hour_and_weekday(self.now).1)),
         }
+    }
+
+    /// `headers` as a map (for expressions that index it with a computed key).
+    fn all_headers(&self, schema: &Schema) -> Value {
+        let map: HashMap<Key, Value> = schema
+            .headers
+            .iter()
+            .map(|h| (Key::from(h.as_str()), text(self.header(h))))
+            .collect();
+        Value::Map(Map { map: Arc::new(map) })
+    }
+
+    /// `targets` as a map (for expressions that index it with a computed key or range over it).
+    fn all_targets(&self, schema: &Schema) -> Value {
+        let map: HashMap<Key, Value> = schema
+            .targets
+            .iter()
+            .map(|(label, id)| {
+                let s = (self.target)(*id);
+                let fields: HashMap<Key, Value> = TARGET
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (n, _))| (Key::from(*n), target_field(&s, i)))
+                    .collect();
+                (
+                    Key::from(label.as_str()),
+                    Value::Map(Map {
+                        map: Arc::new(fields),
+                    }),
+                )
+            })
+            .collect();
+        Value::Map(Map { map: Arc::new(map) })
     }
 
     /// A listed header's value, cut to 256 bytes (at a character boundary).
