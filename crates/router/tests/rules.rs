@@ -546,6 +546,38 @@ async fn timeouts_and_refused_connections_follow_on_error_and_open_the_breaker()
     );
     assert!(m.contains(r#"smart_router_policy_decisions_total{policy="central",outcome="error",source="breaker",mode="enforce"} 1"#), "{m}");
 
+    // After its open time the breaker lets a request try again; a success closes it.
+    let (opa, url) = Opa::start().await;
+    opa.set(Answer::Status(503));
+    let extra = "on_error = \"deny\"\nbreaker_failures = 2\nbreaker_open_ms = 300";
+    let mut h = Harness::with_config(&config("", &policy(&url, extra))).await;
+    for _ in 0..2 {
+        assert_eq!(
+            post(&h, "app-token", &chat("hi", false), &[]).await.status,
+            403
+        );
+        h.outcome().await;
+    }
+    assert_eq!(
+        post(&h, "app-token", &chat("hi", false), &[]).await.status,
+        403
+    );
+    assert!(notes(&h.outcome().await).contains("circuit open"));
+    assert_eq!(opa.count(), 2);
+    opa.set(Answer::Allow);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(
+        post(&h, "app-token", &chat("hi", false), &[]).await.status,
+        200
+    );
+    h.outcome().await;
+    assert_eq!(opa.count(), 3);
+    let m = metrics(&h).await;
+    assert!(
+        m.contains(r#"smart_router_policy_circuit_open{policy="central"} 0"#),
+        "{m}"
+    );
+
     // A refused connection, failing closed.
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

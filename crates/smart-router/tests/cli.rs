@@ -198,6 +198,114 @@ model = "notools"
     );
 }
 
+/// Issue 17: `explain` for a described request shows each rule's outcome in order, the input a
+/// policy would get, and the plan the deciding rule leads to.
+#[test]
+fn explain_shows_rules_policy_input_and_the_resulting_plan() {
+    let path = temp_file(
+        "explain-rules.toml",
+        r#"
+rules_headers = ["x-region"]
+[providers.p]
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+[groups.coder]
+[[groups.coder.targets]]
+provider = "p"
+model = "default"
+[[groups.coder.targets]]
+provider = "p"
+model = "long"
+context_window = 1000000
+[[groups.coder.rules]]
+name = "eu-only"
+when = 'headers["x-region"] == "eu"'
+route = { group = "eu" }
+[[groups.coder.rules]]
+name = "long-prompts"
+when = 'request.estimated_input_tokens > 50000 && caller.team == "search"'
+route = { targets = ["p/long"] }
+[[groups.coder.rules]]
+name = "no-night-agents"
+when = 'request.client == "codex"'
+route = { deny = "no agents" }
+[groups.eu]
+[[groups.eu.targets]]
+provider = "p"
+model = "eu-model"
+[[callers]]
+name = "sam"
+team = "search"
+groups = ["*"]
+token_sha256 = "2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
+[[policies]]
+name = "central"
+url = "http://127.0.0.1:8181/v1/data/router/decision"
+on_error = "deny"
+cache_ttl_ms = 1000
+"#,
+    );
+    let run = |extra: &[&str]| {
+        let out = bin()
+            .args(["explain", "--group", "coder", "--config"])
+            .arg(&path)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let text = run(&[
+        "--caller",
+        "sam",
+        "--client",
+        "codex",
+        "--tokens",
+        "60000",
+        "--header",
+        "x-region=us",
+    ]);
+    assert!(
+        text.contains("1. eu-only  when headers[\"x-region\"] == \"eu\"  -> no match"),
+        "{text}"
+    );
+    assert!(
+        text.contains("2. long-prompts") && text.contains("-> MATCHES: route to targets p/long"),
+        "{text}"
+    );
+    assert!(
+        text.contains("3. no-night-agents") && text.contains("not evaluated"),
+        "{text}"
+    );
+    assert!(
+        text.contains("policy central (enforce, on_error=deny, timeout 50 ms, cached 1000 ms)"),
+        "{text}"
+    );
+    assert!(text.contains("\"rule\": \"long-prompts\""), "{text}");
+    assert!(text.contains("\"x-region\": \"us\""), "{text}");
+    assert!(text.contains("\"estimated_input_tokens\": 60000"), "{text}");
+    assert!(
+        text.contains("1. p/long  [rule's targets, in order]"),
+        "{text}"
+    );
+    // Another request: the header routes to the other group; Codex alone is denied.
+    let text = run(&["--caller", "sam", "--header", "x-region=eu"]);
+    assert!(text.contains("-> MATCHES: route to group eu"), "{text}");
+    assert!(
+        text.contains("routed to group eu") && text.contains("p/eu-model"),
+        "{text}"
+    );
+    let text = run(&["--client", "codex"]);
+    assert!(
+        text.contains("denied: 403 policy_denied \"no agents\""),
+        "{text}"
+    );
+}
+
 #[test]
 fn codex_config_derives_metadata_from_the_group() {
     let path = temp_file(

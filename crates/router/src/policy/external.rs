@@ -98,7 +98,7 @@ pub struct PolicyStage {
 
 type CacheKey = (usize, usize, &'static str, &'static str);
 
-/// Consecutive failures and, while open, until when (ms since `epoch`).
+/// Consecutive failures and, while open, until when (ms since `epoch`; 0: closed).
 #[derive(Debug)]
 struct Breaker {
     failures: AtomicU32,
@@ -109,15 +109,30 @@ struct Breaker {
 
 impl Breaker {
     fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        self.epoch.elapsed().as_millis() as u64 + 1
     }
 
-    fn is_open(&self) -> bool {
-        self.open_until_ms.load(Ordering::Relaxed) > self.now_ms()
+    /// Whether this request may ask the service: always while closed, never while open; once
+    /// the open time is over, one request (the probe) asks, and the others are kept off for
+    /// `probe` (its timeout) until its answer closes or reopens the breaker.
+    fn admit(&self, probe: Duration) -> bool {
+        let until = self.open_until_ms.load(Ordering::Relaxed);
+        if until == 0 {
+            return true;
+        }
+        let now = self.now_ms();
+        if until > now {
+            return false;
+        }
+        let next = now + probe.as_millis() as u64;
+        self.open_until_ms
+            .compare_exchange(until, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
     }
 
     fn success(&self) {
-        if self.failures.swap(0, Ordering::Relaxed) > 0 {
+        self.failures.store(0, Ordering::Relaxed);
+        if self.open_until_ms.swap(0, Ordering::Relaxed) != 0 {
             self.gauge.set(0);
         }
     }
@@ -360,7 +375,7 @@ impl PolicyStage {
         let key = Self::cache_key(request);
         let (decided, source, took) = if let Some(v) = self.cached(&key) {
             (Ok(v), Source::Cache, None)
-        } else if self.breaker.is_open() {
+        } else if !self.breaker.admit(self.config.timeout) {
             (Err("circuit open"), Source::Breaker, None)
         } else {
             let input = Self::input_of(request, self.config.send_content);
@@ -541,5 +556,36 @@ impl Stage for PolicyStage {
 
     fn decide<'a>(&'a self, request: &'a mut Governed<'_>) -> BoxFuture<'a, Decision> {
         Box::pin(self.decide_async(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_breaker_opens_lets_one_probe_through_and_closes_on_success() {
+        let b = Breaker {
+            failures: AtomicU32::new(0),
+            open_until_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            gauge: Gauge::default(),
+        };
+        let probe = Duration::from_secs(60);
+        b.failure(2, Duration::from_millis(30));
+        assert!(b.admit(probe), "one failure keeps it closed");
+        b.failure(2, Duration::from_millis(30));
+        assert!(!b.admit(probe), "open");
+        assert_eq!(b.gauge.get(), 1);
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(b.admit(probe), "the probe");
+        assert!(!b.admit(probe), "only one probe while it runs");
+        b.failure(2, Duration::from_millis(30));
+        assert!(!b.admit(probe), "a failed probe reopens it");
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(b.admit(probe));
+        b.success();
+        assert!(b.admit(probe) && b.admit(probe), "closed again");
+        assert_eq!(b.gauge.get(), 0);
     }
 }
