@@ -81,7 +81,7 @@ def test_count_tokens(anthropic_client, fake):
 
 def test_models_list(anthropic_client):
     ids = sorted(m.id for m in anthropic_client.models.list())
-    assert ids == ["claude", "fast", "ratelimited", "resp", "textonly"]
+    assert ids == ["agents", "claude", "fast", "ratelimited", "resp", "textonly"]
 
 
 def test_errors(stack, anthropic_client, fake):

@@ -145,7 +145,7 @@ def test_json_schema_structured_output(client, fake):
 
 
 def test_models_list(client):
-    assert sorted(m.id for m in client.models.list()) == ["claude", "fast", "ratelimited", "resp", "textonly"]
+    assert sorted(m.id for m in client.models.list()) == ["agents", "claude", "fast", "ratelimited", "resp", "textonly"]
     assert client.models.retrieve("fast").id == "fast"
     with pytest.raises(openai.NotFoundError):
         client.models.retrieve("nope")
