@@ -94,6 +94,11 @@ groups = ["fast", "textonly", "claude", "ratelimited", "resp", "agents"]
 token = "{token}"
 
 [[callers]]
+name = "e2e-metrics"
+roles = ["metrics-admin"]
+token = "e2e-metrics-token"
+
+[[callers]]
 name = "e2e-payments"
 project = "payments"
 groups = ["fast", "claude", "resp"]

@@ -35,6 +35,7 @@ SECRETS = {
     "ANTHROPIC_API_KEY": "sk-ant-deploy",
     "ROUTER_APP_TOKEN": APP_TOKEN,
     "ROUTER_OPS_TOKEN": OPS_TOKEN,
+    "ROUTER_METRICS_TOKEN": "sr-deploy-metrics-token",
 }
 
 

@@ -4,12 +4,13 @@
 //! Label values are interned `Arc<str>`s or static strings, so counting a request copies none.
 
 use crate::outcome::RequestOutcome;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -167,6 +168,27 @@ pub struct GroupLabels {
     pub group: Arc<str>,
 }
 
+/// A metric whose `# HELP` and `# TYPE` lines are written even before it has a series (the
+/// registry skips empty label families otherwise), so dashboards and `/metrics` readers see
+/// every metric the router has from its first scrape.
+#[derive(Debug)]
+struct Described<M>(M);
+
+impl<M: EncodeMetric> EncodeMetric for Described<M> {
+    fn encode(&self, encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+}
+
+/// Registers `metric` (described even while empty).
+fn described(registry: &mut Registry, name: &str, help: &str, metric: impl Metric) {
+    registry.register(name, help, Described(metric));
+}
+
 fn latency_buckets() -> impl Iterator<Item = f64> {
     [
         0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
@@ -262,11 +284,17 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("smart_router");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("requests", "Requests answered", requests.clone());
+        described(
+            &mut registry,
+            "requests",
+            "Requests answered",
+            requests.clone(),
+        );
         let duration = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(latency_buckets())
         });
-        registry.register(
+        described(
+            &mut registry,
             "request_duration_seconds",
             "Time from request to the end of the response",
             duration.clone(),
@@ -274,7 +302,8 @@ impl Metrics {
         let ttft = Family::<GroupLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(latency_buckets())
         });
-        registry.register(
+        described(
+            &mut registry,
             "time_to_first_byte_seconds",
             "Time from request to the first response byte",
             ttft.clone(),
@@ -284,32 +313,45 @@ impl Metrics {
                 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1,
             ])
         });
-        registry.register(
+        described(
+            &mut registry,
             "overhead_seconds",
             "Time spent in the router before the response head went out, upstream waits excluded",
             overhead.clone(),
         );
         let attempts = Family::<AttemptLabels, Counter>::default();
-        registry.register("attempts", "Upstream attempts by outcome", attempts.clone());
+        described(
+            &mut registry,
+            "attempts",
+            "Upstream attempts by outcome",
+            attempts.clone(),
+        );
         let fallbacks = Family::<GroupLabels, Counter>::default();
-        registry.register(
+        described(
+            &mut registry,
             "fallbacks",
             "Requests served by a target other than the first tried",
             fallbacks.clone(),
         );
         let errors = Family::<ErrorLabels, Counter>::default();
-        registry.register("errors", "Failed requests by error class", errors.clone());
+        described(
+            &mut registry,
+            "errors",
+            "Failed requests by error class",
+            errors.clone(),
+        );
         let tokens = Family::<TokenLabels, Counter>::default();
-        registry.register("tokens", "Tokens by kind", tokens.clone());
+        described(&mut registry, "tokens", "Tokens by kind", tokens.clone());
         let cost = Family::<TargetLabels, Counter<f64, AtomicU64>>::default();
-        registry.register(
+        described(
+            &mut registry,
             "cost_usd",
             "Cost in USD from the targets' prices",
             cost.clone(),
         );
         let gauge = |registry: &mut Registry, name: &str, help: &str| {
             let g = Gauge::default();
-            registry.register(name, help, g.clone());
+            described(registry, name, help, g.clone());
             g
         };
         let in_flight = gauge(&mut registry, "in_flight_requests", "Requests being served");
@@ -345,13 +387,15 @@ impl Metrics {
         );
         let connections_open = gauge(&mut registry, "connections_open", "Open client connections");
         let connections_closed = Family::<CloseLabels, Counter>::default();
-        registry.register(
+        described(
+            &mut registry,
             "connections_closed",
             "Client connections closed by the router (header_timeout, idle_timeout, evicted at the connection cap)",
             connections_closed.clone(),
         );
         let quota_decisions = Family::<QuotaLabels, Counter>::default();
-        registry.register(
+        described(
+            &mut registry,
             "quota_decisions",
             "Quota and budget decisions by name: rejected, would_reject (shadow mode), warned (budget past warn_at)",
             quota_decisions.clone(),
@@ -372,52 +416,61 @@ impl Metrics {
             }),
             policy_circuit_open: Family::default(),
         };
-        registry.register(
+        described(
+            &mut registry,
             "rule_evaluations",
             "Routing rule outcomes by group and rule: matched, shadow_matched (shadow mode), error",
             governance.rules.clone(),
         );
-        registry.register(
+        described(
+            &mut registry,
             "policy_decisions",
             "External policy decisions by policy, outcome (allow, deny, route, error), source (service, cache, breaker) and mode",
             governance.policies.clone(),
         );
-        registry.register(
+        described(
+            &mut registry,
             "policy_duration_seconds",
             "Time an external policy service took to answer (timeouts included)",
             governance.policy_duration.clone(),
         );
-        registry.register(
+        described(
+            &mut registry,
             "policy_circuit_open",
             "1 while a policy's circuit breaker is open (the service is not asked; on_error applies)",
             governance.policy_circuit_open.clone(),
         );
         let config_reloads = Counter::default();
-        registry.register(
+        described(
+            &mut registry,
             "config_reloads",
             "Config reloads that took effect",
             config_reloads.clone(),
         );
         let config_reload_failures = Counter::default();
-        registry.register(
+        described(
+            &mut registry,
             "config_reload_failures",
             "Config reloads refused (invalid config or license); the old config stayed in force",
             config_reload_failures.clone(),
         );
         let license_expiry = Family::<LicenseLabels, Gauge>::default();
-        registry.register(
+        described(
+            &mut registry,
             "license_expiry_seconds",
             "Seconds until the license's expires_at (negative once past; absent when unlicensed)",
             license_expiry.clone(),
         );
         let license_valid = Family::<LicenseLabels, Gauge>::default();
-        registry.register(
+        described(
+            &mut registry,
             "license_valid",
             "1 while the license is licensed or in grace, 0 when expired or unlicensed; labelled with its status",
             license_valid.clone(),
         );
         let target_cooling = Family::<TargetLabels, Gauge>::default();
-        registry.register(
+        described(
+            &mut registry,
             "target_cooling",
             "1 while a target cools down",
             target_cooling.clone(),
