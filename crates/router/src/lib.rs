@@ -28,6 +28,7 @@ pub mod auth;
 pub mod bounds;
 pub mod config;
 pub mod error;
+pub mod header_names;
 pub mod ids;
 pub mod license;
 pub mod metrics;

@@ -231,23 +231,26 @@ impl Outcome {
         o.overhead = Some(overhead);
         let us = overhead.as_micros();
         if let Ok(v) = HeaderValue::try_from(format!("{}.{:03}", us / 1000, us % 1000)) {
-            h.insert("x-router-overhead-ms", v);
+            h.insert(crate::header_names::X_ROUTER_OVERHEAD_MS, v);
         }
         if let Some(v) = o
             .group
             .as_deref()
             .and_then(|g| HeaderValue::from_str(g).ok())
         {
-            h.insert("x-router-group", v);
+            h.insert(crate::header_names::X_ROUTER_GROUP, v);
         }
         if let Some(v) = o
             .served()
             .and_then(|a| recorder.target(a.target).header.clone())
         {
-            h.insert("x-router-target", v);
+            h.insert(crate::header_names::X_ROUTER_TARGET, v);
         }
         if !o.attempts.is_empty() {
-            h.insert("x-router-attempts", HeaderValue::from(o.attempts.len()));
+            h.insert(
+                crate::header_names::X_ROUTER_ATTEMPTS,
+                HeaderValue::from(o.attempts.len()),
+            );
         }
     }
 

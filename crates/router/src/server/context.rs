@@ -42,7 +42,8 @@ pub(super) async fn request_context(mut req: Request, next: Next) -> Response {
         Error::Internal.into_response(Dialect::OpenAiChat)
     });
     if let Ok(v) = HeaderValue::from_str(&request_id) {
-        resp.headers_mut().insert("x-request-id", v);
+        resp.headers_mut()
+            .insert(crate::header_names::X_REQUEST_ID, v);
     }
     resp
 }

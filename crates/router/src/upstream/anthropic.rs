@@ -27,11 +27,14 @@ impl Upstream for Anthropic {
         if let Some(key) = key {
             if let Ok(mut v) = HeaderValue::from_str(key.expose()) {
                 v.set_sensitive(true);
-                headers.insert("x-api-key", v);
+                headers.insert(crate::header_names::X_API_KEY, v);
             }
         }
-        if !headers.contains_key("anthropic-version") {
-            headers.insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
+        if !headers.contains_key(&crate::header_names::ANTHROPIC_VERSION) {
+            headers.insert(
+                crate::header_names::ANTHROPIC_VERSION,
+                HeaderValue::from_static("2023-06-01"),
+            );
         }
     }
 }

@@ -359,12 +359,15 @@ impl Provider {
             HeaderValue::from_static(concat!("smart-router/", env!("CARGO_PKG_VERSION"))),
         );
         if let Ok(v) = HeaderValue::from_str(meta.request_id) {
-            h.insert("x-request-id", v);
+            h.insert(crate::header_names::X_REQUEST_ID, v);
         }
         if let Ok(v) = HeaderValue::from_str(meta.parent_id) {
-            h.insert("x-router-parent-id", v);
+            h.insert(crate::header_names::X_ROUTER_PARENT_ID, v);
         }
-        h.insert("x-router-timeout-ms", HeaderValue::from(meta.timeout_ms));
+        h.insert(
+            crate::header_names::X_ROUTER_TIMEOUT_MS,
+            HeaderValue::from(meta.timeout_ms),
+        );
         for (k, v) in meta.forward.iter().chain(meta.extra) {
             h.insert(k.clone(), v.clone());
         }

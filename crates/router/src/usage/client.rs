@@ -2,6 +2,7 @@
 //! wins.
 
 use http::HeaderMap;
+use http::header::{HeaderName, USER_AGENT};
 
 /// (header, substring, client). Checked in order.
 const RULES: &[(&str, &str, &str)] = &[
@@ -17,15 +18,22 @@ const RULES: &[(&str, &str, &str)] = &[
     ("user-agent", "curl/", "curl"),
 ];
 
-/// The client name for a request's headers (`other` when no rule matches).
+/// The client name for a request's headers (`other` when no rule matches). Each header the
+/// table names is looked up once.
 pub fn detect_client(headers: &HeaderMap) -> &'static str {
+    const ORIGINATOR: HeaderName = HeaderName::from_static("originator");
+    const X_APP: HeaderName = HeaderName::from_static("x-app");
+    let get = |name: &HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let (user_agent, originator, app) = (get(&USER_AGENT), get(&ORIGINATOR), get(&X_APP));
     RULES
         .iter()
         .find(|(h, needle, _)| {
-            headers
-                .get(*h)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.contains(needle))
+            let value = match *h {
+                "originator" => originator,
+                "x-app" => app,
+                _ => user_agent,
+            };
+            value.is_some_and(|v| v.contains(needle))
         })
         .map_or("other", |(_, _, client)| client)
 }
