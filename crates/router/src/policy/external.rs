@@ -96,7 +96,9 @@ pub struct PolicyStage {
     counters: Counters,
 }
 
-type CacheKey = (usize, usize, &'static str, &'static str);
+/// (caller index, group index, client, surface). The client is one of the router's own static
+/// names, so its address identifies it (no string hashing per request).
+type CacheKey = (usize, usize, usize, dialects::Dialect);
 
 /// Consecutive failures and, while open, until when (ms since `epoch`; 0: closed).
 #[derive(Debug)]
@@ -181,7 +183,10 @@ impl PolicyStage {
                         })
                         .clone()
                 };
-                let by = OUTCOMES.map(|o| ["service", "cache", "breaker"].map(|s| counter(o, s)));
+                let by = OUTCOMES.map(|o| {
+                    [Source::Service, Source::Cache, Source::Breaker]
+                        .map(|s| counter(o, s.as_str()))
+                });
                 let name = PolicyNameLabels {
                     policy: p.name.clone(),
                 };
@@ -221,8 +226,8 @@ impl PolicyStage {
         (
             request.caller.index,
             request.group.index,
-            request.client,
-            request.surface.as_str(),
+            request.client.as_ptr() as usize,
+            request.surface,
         )
     }
 
@@ -413,10 +418,11 @@ impl PolicyStage {
             v => Ok((None, v)),
         });
         let mode = if self.config.shadow { "shadow " } else { "" };
-        let timing = took.map_or_else(
-            || format!(" ({})", source.as_str()),
-            |t| format!(" in {:.2} ms", t.as_secs_f64() * 1000.0),
-        );
+        let timing: std::borrow::Cow<'static, str> = match (took, source) {
+            (Some(t), _) => format!(" in {:.2} ms", t.as_secs_f64() * 1000.0).into(),
+            (None, Source::Cache) => " (cache)".into(),
+            (None, _) => " (breaker)".into(),
+        };
         match decided {
             Ok((_, Verdict::Deny { reason })) => {
                 self.counters.count("deny", source);

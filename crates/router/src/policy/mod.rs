@@ -165,11 +165,9 @@ impl<'a> Governed<'a> {
             config,
             health,
             body,
-            effects: Effects {
-                // Most stages that apply keep something until the request ends.
-                holds: Vec::with_capacity(4),
-                ..Effects::default()
-            },
+            // Allocated by the first stage that keeps or notes something (a push on an empty
+            // Vec takes room for four).
+            effects: Effects::default(),
         }
     }
 
