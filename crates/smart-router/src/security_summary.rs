@@ -96,12 +96,7 @@ fn summarize(raw: &RawConfig, config: &Config) -> Value {
                     json!(v)
                 })
             };
-            let groups: Vec<&str> = config
-                .groups
-                .iter()
-                .filter(|g| router::config::pii::covers_group(&p.applies, g))
-                .map(|g| g.name.as_str())
-                .collect();
+            let groups = groups_covered(config, &p.applies);
             json!({
                 "name": p.name.as_ref(),
                 "applies_to": {
@@ -126,12 +121,7 @@ fn summarize(raw: &RawConfig, config: &Config) -> Value {
         .policies
         .iter()
         .map(|p| {
-            let groups: Vec<&str> = config
-                .groups
-                .iter()
-                .filter(|g| router::config::pii::covers_group(&p.applies, g))
-                .map(|g| g.name.as_str())
-                .collect();
+            let groups = groups_covered(config, &p.applies);
             json!({
                 "name": p.name.as_ref(),
                 "service": format!(
@@ -189,6 +179,19 @@ fn summarize(raw: &RawConfig, config: &Config) -> Value {
     })
 }
 
+/// The names of the groups a policy's `applies_to` covers.
+fn groups_covered<'c>(
+    config: &'c Config,
+    applies: &router::config::pii::AppliesTo,
+) -> Vec<&'c str> {
+    config
+        .groups
+        .iter()
+        .filter(|g| router::config::pii::covers_group(applies, g))
+        .map(|g| g.name.as_str())
+        .collect()
+}
+
 /// Every capture policy, where it applies, what it stores and for how long.
 fn capture(config: &Config, flags: &mut Vec<String>) -> Value {
     let policies: Vec<Value> = config
@@ -209,12 +212,7 @@ fn capture(config: &Config, flags: &mut Vec<String>) -> Value {
                     router::config::capture::CaptureMode::Sampled(r) => json!(r),
                     _ => Value::Null,
                 },
-                "groups_covered": config
-                    .groups
-                    .iter()
-                    .filter(|g| router::config::pii::covers_group(&p.applies, g))
-                    .map(|g| g.name.as_str())
-                    .collect::<Vec<_>>(),
+                "groups_covered": groups_covered(config, &p.applies),
                 "projects": p.applies.projects.as_ref().map(|s| { let mut v: Vec<&String> = s.iter().collect(); v.sort(); v }),
                 "max_body_bytes": p.max_body_bytes,
                 "retention_days": p.retention_days,
