@@ -4,6 +4,7 @@ the dashboard is well-formed for provisioning, and Prometheus scrapes with a tok
 
 import json
 import re
+import time
 import urllib.request
 
 import openai
@@ -30,7 +31,12 @@ def test_every_queried_metric_is_exported(stack, fake):
     client = openai.OpenAI(base_url=stack["router"] + "/v1", api_key=TOKEN, max_retries=0)
     fake.script(text="hi")
     client.chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}])
-    families, text = exported(stack["router"])
+    # The request is counted when its response ends on the router's side: wait for it.
+    for _ in range(100):
+        families, text = exported(stack["router"])
+        if re.search(r'^smart_router_requests_total\{.*group="fast".*\} [1-9]', text, re.M):
+            break
+        time.sleep(0.05)
     names = set().union(*families.values())
     dash = json.loads(DASHBOARD.read_text())
     queried = set()
