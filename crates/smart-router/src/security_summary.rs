@@ -124,12 +124,7 @@ fn summarize(raw: &RawConfig, config: &Config) -> Value {
             let groups = groups_covered(config, &p.applies);
             json!({
                 "name": p.name.as_ref(),
-                "service": format!(
-                    "{}://{}{}",
-                    p.url.scheme_str().unwrap_or("http"),
-                    p.url.authority().map_or("", |a| a.as_str().rsplit('@').next().unwrap_or("")),
-                    p.url.path()
-                ),
+                "service": p.shown_url(),
                 "groups_covered": groups,
                 "on_error": match p.on_error {
                     router::config::policies::PolicyOnError::Allow => "allow (fails open)",

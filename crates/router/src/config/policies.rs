@@ -97,6 +97,21 @@ pub struct PolicyConfig {
     pub breaker_open: Duration,
 }
 
+impl PolicyConfig {
+    /// The service's URL as it may be shown (summaries, `explain`): scheme, host, port and
+    /// path, never user information or a query that could carry a credential.
+    pub fn shown_url(&self) -> String {
+        format!(
+            "{}://{}{}",
+            self.url.scheme_str().unwrap_or("http"),
+            self.url
+                .authority()
+                .map_or("", |a| a.as_str().rsplit('@').next().unwrap_or("")),
+            self.url.path()
+        )
+    }
+}
+
 /// Validates `[[policies]]`.
 pub(super) fn validate_policies(
     raw: &[RawPolicy],

@@ -133,7 +133,7 @@ pub fn explain(config: &Config, d: &Described<'_>) -> Result<String, String> {
                 } else {
                     format!(", cached {} ms", p.cache_ttl.as_millis())
                 },
-                p.url
+                p.shown_url()
             );
             let body = serde_json::json!({ "input": input });
             let _ = writeln!(
