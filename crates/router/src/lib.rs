@@ -21,12 +21,13 @@
 //!
 //! Module dependencies point one way (checked by `scripts/check-module-cycles`): leaves
 //! (`bounds`, `time`, `ids`, `outcome`, `config`) <- `upstream`, `auth`, `error`, `routing`,
-//! `metrics`, `usage`, `policy` <- `state` <- `pipeline`, `admin` <- `server`.
+//! `metrics`, `usage`, `policy` <- `state` <- `pipeline`, `admin`, `console` <- `server`.
 
 pub mod admin;
 pub mod auth;
 pub mod bounds;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod header_names;
 pub mod ids;

@@ -76,6 +76,8 @@ pub struct Live {
     /// One reload at a time (never held by a request).
     reloading: tokio::sync::Mutex<()>,
     status: Mutex<Status>,
+    /// Console sign-ins (they outlive config reloads).
+    pub console: crate::auth::Sessions,
 }
 
 impl std::fmt::Debug for Live {
@@ -105,6 +107,7 @@ impl Live {
                 loaded_at_ms: now_ms(),
                 ..Status::default()
             }),
+            console: crate::auth::Sessions::default(),
         })
     }
 

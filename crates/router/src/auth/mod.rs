@@ -1,6 +1,10 @@
 //! Caller authentication: router tokens (never provider keys) mapped to callers by their
 //! SHA-256, compared in constant time.
 
+mod sessions;
+
+pub use sessions::Sessions;
+
 use crate::config::{CallerConfig, Config, Roles, hash_token};
 use crate::error::Error;
 use http::HeaderMap;
@@ -135,14 +139,20 @@ impl Authenticator {
     /// The caller presenting the token in `headers`. Every entry is compared, in constant time.
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Caller>, AuthFailure> {
         let token = presented_token(headers).ok_or(AuthFailure::Missing)?;
-        let hash = hash_token(token);
+        self.by_hash(&hash_token(token)).ok_or(AuthFailure::Unknown)
+    }
+
+    /// The caller whose token has this SHA-256 (a console session keeps the hash, never the
+    /// token, and is checked again on every page: a token removed by a reload ends it). Every
+    /// entry is compared, in constant time.
+    pub fn by_hash(&self, hash: &[u8; 32]) -> Option<Arc<Caller>> {
         let mut found = None;
         for (h, caller) in &self.entries {
-            if bool::from(h.ct_eq(&hash)) {
+            if bool::from(h.ct_eq(hash)) {
                 found = Some(caller);
             }
         }
-        found.cloned().ok_or(AuthFailure::Unknown)
+        found.cloned()
     }
 }
 

@@ -132,6 +132,10 @@ pub struct ServerConfig {
     pub deployment_id: Option<String>,
     /// Reload the config when its file changes (polled, debounced).
     pub watch_config: bool,
+    /// Serve the web console at `/console`.
+    pub console: bool,
+    /// How long a console sign-in lasts.
+    pub console_session_ttl: Duration,
 }
 
 /// `[license]`, validated.

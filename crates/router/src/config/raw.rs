@@ -104,6 +104,12 @@ pub struct RawServer {
     /// Reload the config when its file changes.
     #[serde(default)]
     pub watch_config: bool,
+    /// Serve the web console at `/console`.
+    #[serde(default = "default_console")]
+    pub console: bool,
+    /// How long a console sign-in lasts.
+    #[serde(default = "default_console_session")]
+    pub console_session_ttl_ms: u64,
 }
 
 impl Default for RawServer {
@@ -120,12 +126,20 @@ impl Default for RawServer {
             max_connections: 0,
             deployment_id: None,
             watch_config: false,
+            console: true,
+            console_session_ttl_ms: default_console_session(),
         }
     }
 }
 
 fn default_listen() -> String {
     "127.0.0.1:8080".into()
+}
+fn default_console() -> bool {
+    true
+}
+fn default_console_session() -> u64 {
+    8 * 3_600_000
 }
 fn default_backlog() -> u32 {
     4096

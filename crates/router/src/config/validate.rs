@@ -308,6 +308,7 @@ fn validate_server(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option<Ser
         ("listen_backlog", u64::from(s.listen_backlog)),
         ("header_read_timeout_ms", s.header_read_timeout_ms),
         ("idle_timeout_ms", s.idle_timeout_ms),
+        ("console_session_ttl_ms", s.console_session_ttl_ms),
     ] {
         if v == 0 {
             errors.push(ConfigError::InvalidValue {
@@ -328,6 +329,8 @@ fn validate_server(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Option<Ser
         max_connections: (s.max_connections > 0).then_some(s.max_connections),
         deployment_id: s.deployment_id.clone(),
         watch_config: s.watch_config,
+        console: s.console,
+        console_session_ttl: Duration::from_millis(s.console_session_ttl_ms),
     })
 }
 

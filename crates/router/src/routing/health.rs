@@ -73,13 +73,18 @@ impl Health {
         (bits != 0).then(|| Duration::from_secs_f64(f64::from_bits(bits) / 1e6))
     }
 
+    /// Failed attempts at target `id` since its last success or cooldown.
+    pub fn failures(&self, id: usize) -> u32 {
+        self.targets[id]
+            .consecutive_failures
+            .load(Ordering::Relaxed)
+    }
+
     /// Target `id` as rules see it: healthy (no cooldown, no failure since its last success),
     /// cooling, and its recent time to first byte in ms (0: unmeasured).
     pub fn state(&self, id: usize) -> crate::rules::TargetState {
         let cooling = self.cooling(id).is_some();
-        let failures = self.targets[id]
-            .consecutive_failures
-            .load(Ordering::Relaxed);
+        let failures = self.failures(id);
         crate::rules::TargetState {
             healthy: !cooling && failures == 0,
             cooling,

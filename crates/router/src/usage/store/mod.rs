@@ -42,6 +42,21 @@ pub struct Instance {
 /// Rows of a bucketed aggregate: dimension values, bucket, and the measures.
 pub type BucketRows = Vec<(Vec<String>, i32, report::Measures)>;
 
+/// Which recent records to list (the console's Requests page).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecentQuery {
+    /// Only records that started before this (Unix ms): the page cursor.
+    pub before_ms: i64,
+    /// Only this caller's.
+    pub caller: Option<String>,
+    /// Only this group's.
+    pub group: Option<String>,
+    /// Only `ok` or `error`.
+    pub status: Option<String>,
+    /// At most this many.
+    pub limit: u32,
+}
+
 /// Where usage records live.
 pub trait UsageStore: Send + Sync + std::fmt::Debug {
     /// Creates or upgrades the schema.
@@ -126,6 +141,11 @@ pub trait UsageStore: Send + Sync + std::fmt::Debug {
     fn all_captures(&self) -> BoxFuture<'_, Result<Vec<CapturedContent>, StoreError>>;
     /// Deletes captured content whose retention ended by `now_ms`; returns how many.
     fn purge_captures(&self, now_ms: i64) -> BoxFuture<'_, Result<u64, StoreError>>;
+    /// The newest records before `q.before_ms` matching its filters, newest first.
+    fn recent<'a>(
+        &'a self,
+        q: &'a RecentQuery,
+    ) -> BoxFuture<'a, Result<Vec<UsageRecord>, StoreError>>;
     /// USD spent since `from_ms` by requests whose `column` (`caller`, `project`, `team`,
     /// `environment`; `None`: everyone) is `subject`, to `groups` (`None`: any group) — what a
     /// budget's counter is rebuilt from.

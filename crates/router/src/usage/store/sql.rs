@@ -5,7 +5,7 @@
 //! setup differ, so one macro generates both.
 
 use super::report::Measures;
-use super::{BucketRows, Instance, ReportQuery, StoreError, UsageStore};
+use super::{BucketRows, Instance, RecentQuery, ReportQuery, StoreError, UsageStore};
 use crate::usage::record::{CapturedContent, UsageRecord, latency_bucket};
 use futures_util::TryStreamExt;
 use futures_util::future::BoxFuture;
@@ -588,6 +588,30 @@ macro_rules! sql_store {
                         .execute(&self.pool)
                         .await?;
                     Ok(r.rows_affected())
+                })
+            }
+
+            fn recent<'a>(&'a self, q: &'a RecentQuery) -> BoxFuture<'a, Result<Vec<UsageRecord>, StoreError>> {
+                Box::pin(async move {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                        "SELECT {COLUMNS} FROM usage_records WHERE started_at_ms < "
+                    ));
+                    qb.push_bind(q.before_ms);
+                    for (column, value) in [
+                        ("caller", &q.caller),
+                        ("group_name", &q.group),
+                        ("status", &q.status),
+                    ] {
+                        if let Some(v) = value {
+                            // `column` is one of three constants, never caller input.
+                            qb.push(format!(" AND {column} = "));
+                            qb.push_bind(v.clone());
+                        }
+                    }
+                    qb.push(" ORDER BY started_at_ms DESC, record_id DESC LIMIT ");
+                    qb.push_bind(i64::from(q.limit));
+                    let rows = qb.build().fetch_all(&self.pool).await?;
+                    Ok(rows.iter().map(Self::decode).collect::<Result<Vec<_>, _>>()?)
                 })
             }
 
