@@ -21,7 +21,7 @@
 //!
 //! Module dependencies point one way (checked by `scripts/check-module-cycles`): leaves
 //! (`bounds`, `time`, `ids`, `outcome`, `config`) <- `upstream`, `auth`, `error`, `routing`,
-//! `metrics`, `usage`, `policy` <- `state` <- `pipeline`, `admin`, `console` <- `server`.
+//! `metrics`, `telemetry`, `usage`, `policy` <- `state` <- `pipeline`, `admin`, `console` <- `server`.
 
 pub mod admin;
 pub mod auth;
@@ -43,6 +43,7 @@ pub mod rules;
 pub mod server;
 pub mod spelling;
 pub mod state;
+pub mod telemetry;
 pub mod time;
 pub mod upstream;
 pub mod usage;

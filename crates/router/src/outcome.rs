@@ -21,6 +21,10 @@ pub struct Attempt {
     pub status: Option<u16>,
     /// Time spent on the attempt until it was decided.
     pub latency: Duration,
+    /// When it started, after the request's arrival.
+    pub offset: Duration,
+    /// Its trace span id (sent upstream in `traceparent`); 0 when the request is not traced.
+    pub span_id: u64,
 }
 
 /// Everything recorded about one request.
@@ -78,6 +82,28 @@ pub struct RequestOutcome {
     pub capture_policy: Option<Arc<str>>,
     /// The routing rule that decided the request (routed or denied it).
     pub rule: Option<Arc<str>>,
+    /// The request's trace, when telemetry is on.
+    pub trace: Option<Box<Trace>>,
+}
+
+/// A request's place in a distributed trace (W3C trace context) and the timings its spans
+/// are built from; filled in only when telemetry is on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trace {
+    /// The trace id (the caller's, or a new one).
+    pub trace_id: u128,
+    /// This request's span id.
+    pub span_id: u64,
+    /// The caller's span, when the caller sent a `traceparent`.
+    pub parent_span_id: Option<u64>,
+    /// Whether the trace is sampled (its spans are exported).
+    pub sampled: bool,
+    /// The caller's `tracestate`, passed on unchanged.
+    pub tracestate: Option<Arc<str>>,
+    /// Governance stages that ran: name, start and end after arrival, whether it denied.
+    pub stages: Vec<(Arc<str>, Duration, Duration, bool)>,
+    /// Routing: start and end after arrival, targets planned.
+    pub plan: Option<(Duration, Duration, usize)>,
 }
 
 /// A governance stage's note on a request's record (never content).

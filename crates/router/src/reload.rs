@@ -280,6 +280,7 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
         a.header_read_timeout != b.header_read_timeout,
     );
     check("server.idle_timeout_ms", a.idle_timeout != b.idle_timeout);
+    check("telemetry", old.telemetry != new.telemetry);
     let (a, b) = (&old.store, &new.store);
     check("store.url", a.url != b.url);
     check("store.retention_days", a.retention_days != b.retention_days);

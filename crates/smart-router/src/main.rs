@@ -846,6 +846,18 @@ pub(crate) async fn serve_until(
         ));
         (Recorder::new(&config).with_writer(w), Some(store), licensed)
     };
+    let tracer = router::telemetry::Tracer::from_config(&config.telemetry)?.map(Arc::new);
+    let recorder = match &tracer {
+        Some(t) => {
+            tracing::info!(
+                endpoint = %redact_url(config.telemetry.traces_url.as_deref().unwrap_or("-")),
+                sampling_ratio = t.sampling_ratio,
+                "exporting traces over OTLP/HTTP"
+            );
+            recorder.with_tracer(t.clone())
+        }
+        None => recorder,
+    };
     let (stop, rx) = tokio::sync::watch::channel(false);
     stops.push((stop, tokio::spawn(licensed.clone().watch(rx))));
     let live = router::reload::Live::new(
@@ -868,6 +880,10 @@ pub(crate) async fn serve_until(
     }
     if let Some(w) = writer {
         w.shutdown().await;
+    }
+    if let Some(t) = tracer {
+        // The export thread blocks: not on the runtime's threads.
+        let _ = tokio::task::spawn_blocking(move || t.flush()).await;
     }
     tracing::info!(drained, "stopped");
     Ok(())

@@ -12,6 +12,7 @@ pub mod policies;
 pub mod raw;
 pub mod rules;
 mod secret;
+pub mod telemetry;
 mod validate;
 
 pub use error::{ConfigError, ConfigErrors, suggest};
@@ -43,6 +44,8 @@ pub struct Config {
     pub limits: limits::LimitsConfig,
     /// `[license]`.
     pub license: LicenseConfig,
+    /// `[telemetry]`.
+    pub telemetry: telemetry::TelemetryConfig,
     /// `[[pii_policies]]`, in file order (the first that applies to a request is its policy).
     pub pii_policies: Vec<pii::PiiPolicyConfig>,
     /// `[[capture_policies]]`, in file order (the first that applies to a request is its policy).
@@ -219,6 +222,14 @@ impl ProviderKind {
         ("anthropic", ProviderKind::Anthropic),
         ("openai-responses", ProviderKind::OpenAiResponses),
     ];
+
+    /// The provider as OpenTelemetry's GenAI conventions name it (`gen_ai.provider.name`).
+    pub fn gen_ai_name(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi | ProviderKind::OpenAiResponses => "openai",
+            ProviderKind::Anthropic => "anthropic",
+        }
+    }
 }
 
 /// `[providers.NAME]`, validated.

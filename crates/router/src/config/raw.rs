@@ -49,6 +49,9 @@ pub struct RawConfig {
     /// `[[policies]]`: external policy services.
     #[serde(default)]
     pub policies: Vec<super::policies::RawPolicy>,
+    /// `[telemetry]`: OpenTelemetry traces.
+    #[serde(default)]
+    pub telemetry: super::telemetry::RawTelemetry,
 }
 
 /// `[license]`.

@@ -192,6 +192,8 @@ pub fn validate(raw: RawConfig, hash: String) -> Result<Config, Vec<ConfigError>
     let capture_policies =
         super::capture::validate_capture(&raw.capture_policies, &group_names, &mut errors);
     let policies = super::policies::validate_policies(&raw.policies, &group_names, &mut errors);
+    let telemetry =
+        super::telemetry::validate_telemetry(&raw.telemetry, &raw.server.name, &mut errors);
     if let Some(l) = &raw.license {
         if l.heartbeat_interval_ms < 100 {
             errors.push(ConfigError::InvalidValue {
@@ -234,6 +236,7 @@ pub fn validate(raw: RawConfig, hash: String) -> Result<Config, Vec<ConfigError>
                     .map_or(5000, |l| l.heartbeat_interval_ms),
             ),
         },
+        telemetry,
         pii_policies,
         capture_policies,
         policies,

@@ -61,6 +61,8 @@ struct Sending<'a> {
     stream: bool,
     deadline: Instant,
     hop_margin: Duration,
+    /// The request's trace context, when telemetry is on.
+    trace: Option<crate::telemetry::Propagation>,
 }
 
 /// What to do after an attempt failed.
@@ -95,6 +97,12 @@ pub(super) async fn run(
         stream: admitted.summary().stream,
         deadline: admitted.deadline,
         hop_margin: routing.hop_margin,
+        trace: cx
+            .outcome
+            .get()
+            .trace
+            .as_deref()
+            .map(crate::telemetry::Propagation::of),
     };
     let mut last: Option<UpstreamError> = None;
     let mut made = 0u32;
@@ -121,8 +129,12 @@ pub(super) async fn run(
             }
             made += 1;
             let body = conv.upstream_body(admitted, target, provider.dialect())?;
-            let result = attempt(provider, body, &ex, conv, now).await;
-            note(cx, target, &result, now.elapsed());
+            let span_id = ex
+                .trace
+                .as_ref()
+                .map_or(0, |_| crate::telemetry::new_span_id());
+            let result = attempt(provider, body, &ex, conv, now, span_id).await;
+            note(cx, target, &result, now, span_id);
             match result {
                 Ok((head, reply)) => {
                     return Ok(Committed {
@@ -157,8 +169,10 @@ fn note(
     cx: &mut RequestContext,
     target: &TargetConfig,
     result: &Result<(http::response::Parts, Reply), UpstreamError>,
-    latency: Duration,
+    started: Instant,
+    span_id: u64,
 ) {
+    let latency = started.elapsed();
     let names = cx.state.recorder.target(target.id);
     cx.outcome.attempt(Attempt {
         target: target.id,
@@ -170,6 +184,8 @@ fn note(
             Err(e) => e.status(),
         },
         latency,
+        offset: started.saturating_duration_since(cx.arrival.started),
+        span_id,
     });
     match result {
         Ok(_) => {
@@ -234,6 +250,7 @@ async fn attempt(
     ex: &Sending<'_>,
     conv: &Conversion,
     now: Instant,
+    span_id: u64,
 ) -> Result<(http::response::Parts, Reply), UpstreamError> {
     let left = ex.deadline.saturating_duration_since(now);
     let wait = left.min(provider.read_timeout);
@@ -248,6 +265,7 @@ async fn attempt(
             &[]
         },
         extra: ex.extra,
+        trace: ex.trace.as_ref().map(|t| t.headers(span_id)),
     };
     let until = tokio::time::Instant::from_std(now + wait);
     let resp = tokio::time::timeout_at(until, provider.send(body, headers))

@@ -101,6 +101,13 @@ async fn forward(cx: &mut RequestContext, admitted: &Admitted) -> Option<Bytes> 
         &t.model,
         None,
     ));
+    let span = cx.outcome.get().trace.as_deref().map(|t| {
+        (
+            crate::telemetry::Propagation::of(t),
+            crate::telemetry::new_span_id(),
+        )
+    });
+    let span = span.as_ref().map(|(p, id)| (p, *id));
     let meta = AttemptHeaders {
         request_id: &cx.arrival.request_id,
         stream: false,
@@ -111,6 +118,7 @@ async fn forward(cx: &mut RequestContext, admitted: &Admitted) -> Option<Bytes> 
         parent_id: &state.config.server.name,
         forward: &admitted.forward,
         extra: &admitted.upstream_headers,
+        trace: span.map(|(p, id)| p.headers(id)),
     };
     let wait = left.min(provider.read_timeout);
     let result = tokio::time::timeout(wait, async {
@@ -151,6 +159,8 @@ async fn forward(cx: &mut RequestContext, admitted: &Admitted) -> Option<Bytes> 
             Err(e) => e.status(),
         },
         latency: now.elapsed(),
+        offset: now.saturating_duration_since(cx.arrival.started),
+        span_id: span.map_or(0, |(_, id)| id),
     });
     match result {
         Ok(body) => {

@@ -27,11 +27,27 @@ pub(super) async fn govern(
     };
     let mut governed = Governed::new(asking, &state.config, &state.health, &mut admitted.body);
     let mut verdict = Ok(());
+    let traced = cx.outcome.get().trace.is_some();
+    let mut timings = Vec::new();
     for stage in state.governance.for_request(caller.index, group) {
-        if let Decision::Deny(d) = stage.decide(&mut governed).await {
+        let from = traced.then(|| cx.arrival.started.elapsed());
+        let decision = stage.decide(&mut governed).await;
+        let denied = matches!(decision, Decision::Deny(_));
+        if let Some(from) = from {
+            timings.push((
+                stage.name().clone(),
+                from,
+                cx.arrival.started.elapsed(),
+                denied,
+            ));
+        }
+        if let Decision::Deny(d) = decision {
             verdict = Err(Error::Denied(d));
             break;
         }
+    }
+    if let Some(t) = cx.outcome.traced() {
+        t.stages = timings;
     }
     let mut effects = governed.take_effects();
     effects.refused = verdict.is_err();

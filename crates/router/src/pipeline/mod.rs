@@ -78,7 +78,10 @@ impl RequestContext {
         headers: &HeaderMap,
     ) -> Self {
         let client = crate::usage::detect_client(headers);
-        let outcome = Outcome::start(state.recorder.clone(), &arrival, endpoint, client);
+        let mut outcome = Outcome::start(state.recorder.clone(), &arrival, endpoint, client);
+        if let Some(t) = state.recorder.tracer() {
+            outcome.trace(crate::telemetry::start(headers, t.sampling_ratio));
+        }
         RequestContext {
             state,
             arrival,

@@ -11,6 +11,18 @@ use crate::routing::{AttemptPlan, plan_attempts, plan_targets};
 /// eligible target is `no_eligible_target` (400, or 503 with `Retry-After` while capable
 /// targets cool down).
 pub(super) fn plan(cx: &mut RequestContext, admitted: &Admitted) -> Result<AttemptPlan, Error> {
+    let from = cx.arrival.started.elapsed();
+    let planned = plan_targets_of(cx, admitted);
+    if let Some(t) = cx.outcome.traced() {
+        let n = planned.as_ref().map_or(0, |p| p.targets.len());
+        t.plan = Some((from, cx.arrival.started.elapsed(), n));
+    }
+    let plan = planned?;
+    cx.outcome.affinity(plan.affinity_hit);
+    Ok(plan)
+}
+
+fn plan_targets_of(cx: &RequestContext, admitted: &Admitted) -> Result<AttemptPlan, Error> {
     let state = &cx.state;
     let config = &state.config;
     let mut group = &config.groups[admitted.group];
@@ -35,11 +47,9 @@ pub(super) fn plan(cx: &mut RequestContext, admitted: &Admitted) -> Result<Attem
             )
         }
     };
-    let plan = planned.map_err(|e| Error::NoEligibleTarget {
+    planned.map_err(|e| Error::NoEligibleTarget {
         group: group.name.clone(),
         reasons: e.reasons.join("; "),
         retry_after: e.cooling,
-    })?;
-    cx.outcome.affinity(plan.affinity_hit);
-    Ok(plan)
+    })
 }

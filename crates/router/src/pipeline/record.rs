@@ -70,6 +70,7 @@ impl Outcome {
                 config_hash: recorder.config_hash(),
                 capture_policy: None,
                 rule: None,
+                trace: None,
             }),
             started: arrival.started,
             recorder,
@@ -92,6 +93,16 @@ impl Outcome {
         self.record
             .as_ref()
             .expect("an outcome is only taken when finished")
+    }
+
+    /// Starts the request's trace (telemetry on).
+    pub fn trace(&mut self, trace: crate::outcome::Trace) {
+        self.rec().trace = Some(Box::new(trace));
+    }
+
+    /// The request's trace, when it has one.
+    pub fn traced(&mut self) -> Option<&mut crate::outcome::Trace> {
+        self.rec().trace.as_deref_mut()
     }
 
     /// The authenticated caller, and the sending router's id when the request came through one.

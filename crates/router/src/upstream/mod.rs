@@ -202,7 +202,7 @@ impl Scrubber {
 }
 
 /// What an attempt sends besides the body.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct AttemptHeaders<'a> {
     /// The request id, sent as `x-request-id`.
     pub request_id: &'a str,
@@ -216,6 +216,8 @@ pub struct AttemptHeaders<'a> {
     pub forward: &'a [(http::HeaderName, HeaderValue)],
     /// Headers a policy added (allow-listed); the provider's own headers win over them.
     pub extra: &'a [(http::HeaderName, HeaderValue)],
+    /// W3C `traceparent` naming this attempt's span, and the caller's `tracestate` (telemetry on).
+    pub trace: Option<(HeaderValue, Option<HeaderValue>)>,
 }
 
 /// Which of a provider's endpoints a request goes to.
@@ -370,6 +372,12 @@ impl Provider {
         );
         for (k, v) in meta.forward.iter().chain(meta.extra) {
             h.insert(k.clone(), v.clone());
+        }
+        if let Some((parent, state)) = meta.trace {
+            h.insert(crate::telemetry::TRACEPARENT, parent);
+            if let Some(s) = state {
+                h.insert(crate::telemetry::TRACESTATE, s);
+            }
         }
         for (k, v) in &self.headers {
             h.insert(k.clone(), v.clone());

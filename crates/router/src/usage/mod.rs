@@ -34,6 +34,7 @@ pub struct Recorder {
     writer: Option<Arc<Writer>>,
     captures: Option<capture::CaptureSink>,
     outcomes: Option<mpsc::Sender<RequestOutcome>>,
+    tracer: Option<Arc<crate::telemetry::Tracer>>,
 }
 
 impl Recorder {
@@ -46,6 +47,7 @@ impl Recorder {
             writer: None,
             captures: None,
             outcomes: None,
+            tracer: None,
         }
     }
 
@@ -59,7 +61,19 @@ impl Recorder {
             writer: self.writer.clone(),
             captures: self.captures.clone(),
             outcomes: self.outcomes.clone(),
+            tracer: self.tracer.clone(),
         }
+    }
+
+    /// Also exports the traces of sampled requests through `tracer`.
+    pub fn with_tracer(mut self, tracer: Arc<crate::telemetry::Tracer>) -> Self {
+        self.tracer = Some(tracer);
+        self
+    }
+
+    /// The trace exporter, when telemetry is on.
+    pub fn tracer(&self) -> Option<&Arc<crate::telemetry::Tracer>> {
+        self.tracer.as_ref()
     }
 
     /// The hash of the config requests recorded here are served under.
@@ -138,6 +152,9 @@ impl Recorder {
             "request finished"
         );
         self.metrics.observe(&o, cost_usd);
+        if let (Some(t), Some(trace)) = (&self.tracer, &o.trace) {
+            t.export(&o, trace, &|id| self.targets.get(id).gen_ai_provider);
+        }
         if let Some(w) = &self.writer {
             w.submit(UsageRecord::from_outcome(&o, cost_usd));
         }

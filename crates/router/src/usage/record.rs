@@ -139,6 +139,8 @@ pub struct TargetInfo {
     pub model: Arc<str>,
     /// The target's prices, when configured.
     pub price: Option<Price>,
+    /// The provider's `gen_ai.provider.name` (traces).
+    pub gen_ai_provider: &'static str,
     /// `provider/model`, as sent in `x-router-target` (None if not a valid header value).
     pub header: Option<http::HeaderValue>,
 }
@@ -156,11 +158,13 @@ impl TargetTable {
             match slot {
                 Some(info) => info.price = info.price.or(target.price),
                 None => {
-                    let provider = &config.providers[target.provider].name;
+                    let p = &config.providers[target.provider];
+                    let provider = &p.name;
                     *slot = Some(TargetInfo {
                         provider: provider.as_str().into(),
                         model: target.model.as_str().into(),
                         price: target.price,
+                        gen_ai_provider: p.kind.gen_ai_name(),
                         header: http::HeaderValue::try_from(format!("{provider}/{}", target.model))
                             .ok(),
                     })
@@ -176,6 +180,7 @@ impl TargetTable {
                         provider: "-".into(),
                         model: "-".into(),
                         price: None,
+                        gen_ai_provider: "-",
                         header: None,
                     })
                 })
