@@ -283,6 +283,7 @@ pub fn app(shared: Arc<Shared>) -> Router {
         .route("/responses", post(responses::handle))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/v1/data/{*path}", post(policy))
+        .route("/v1/traces", post(traces))
         .route("/_fake/requests", get(list_requests).delete(clear_requests))
         .route("/_fake/scripts", post(push_scripts))
         .route("/_fake/stats", get(stats))
@@ -313,6 +314,24 @@ async fn policy(
 ) -> Response {
     s.record(&method, &uri, &headers, &body);
     Json(serde_json::json!({"result": {"allow": true}})).into_response()
+}
+
+/// An OTLP/HTTP traces sink (`POST /v1/traces`): takes the export, answers with an empty
+/// `ExportTraceServiceResponse` (for benchmarks with tracing on).
+async fn traces(
+    State(s): State<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    s.record(&method, &uri, &headers, &body);
+    let mut r = Response::new(axum::body::Body::empty());
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/x-protobuf"),
+    );
+    r
 }
 
 async fn list_requests(State(s): State<Arc<Shared>>) -> Response {

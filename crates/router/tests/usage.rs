@@ -428,6 +428,7 @@ async fn sql(url: &str, stmt: &str) {
         let mut c = sqlx::PgConnection::connect(base).await.unwrap();
         let stmt = stmt
             .replace("usage_records", &format!("{schema}.usage_records"))
+            .replace("usage_hourly", &format!("{schema}.usage_hourly"))
             .replace(&format!("TO {schema}.usage_records"), "TO usage_records");
         sqlx::query(sqlx::AssertSqlSafe(stmt))
             .execute(&mut c)
@@ -453,6 +454,116 @@ async fn purge_removes_old_records(url: String) {
     assert_eq!(n, 25);
     assert_eq!(store(&h).by_request_id("fresh").await.unwrap().len(), 1);
     assert!(store(&h).by_request_id("old-3").await.unwrap().is_empty());
+}
+
+/// Issue 18: the hourly rollups the console's overview reads count each stored record once (a
+/// replayed batch adds only what was new), leave with their records at purge, and are rebuilt
+/// from the records when missing (a store from before them, or a restore).
+async fn rollups_count_each_record_once_and_follow_purge_and_rebuild(url: String) {
+    let store = router::usage::store::open(&url).unwrap();
+    store.migrate().await.unwrap();
+    let hour = router::time::now_ms() / 3_600_000;
+    let record = |i: usize, caller: &str, error: bool, at: i64| {
+        let mut r = router::usage::UsageRecord::from_outcome(
+            &router::outcome::RequestOutcome {
+                request_id: format!("roll-{i}"),
+                parent_id: None,
+                started_at: std::time::UNIX_EPOCH + std::time::Duration::from_millis(at as u64),
+                caller: Some(caller.into()),
+                project: Some("proj".into()),
+                team: None,
+                environment: None,
+                surface: "openai_chat",
+                client: "curl",
+                group: Some("g".into()),
+                stream: false,
+                http_status: if error { 502 } else { 200 },
+                error_kind: error.then_some("upstream_5xx"),
+                attempts: Vec::new(),
+                served_by: None,
+                usage: None,
+                latency: std::time::Duration::from_millis(10 * (i as u64 + 1)),
+                ttft: None,
+                affinity_hit: None,
+                warnings: Vec::new(),
+                overhead: None,
+                annotations: Vec::new(),
+                quota: None,
+                config_hash: "h".into(),
+                capture_policy: None,
+                rule: None,
+                trace: None,
+            },
+            0.5,
+        );
+        r.input_tokens = 100;
+        r.output_tokens = 10;
+        r
+    };
+    let at = hour * 3_600_000 + 1000;
+    let rs: Vec<_> = (0..5)
+        .map(|i| record(i, if i < 3 { "a" } else { "b" }, i == 4, at))
+        .collect();
+    store.insert(&rs[..3]).await.unwrap();
+    store.insert(&rs[1..]).await.unwrap(); // 2 replayed, 2 new
+    let old = record(9, "a", false, 86_400_000 * 100);
+    store.insert(std::slice::from_ref(&old)).await.unwrap();
+    let check = |r: &router::usage::store::rollup::Rollup| {
+        let sums = r
+            .series
+            .iter()
+            .find(|(t, _)| *t == hour)
+            .map(|(_, s)| *s)
+            .unwrap();
+        let hist = &r.histograms()[&hour];
+        assert_eq!(sums.requests, 5, "{r:?}");
+        assert_eq!(sums.errors, 1);
+        assert_eq!((sums.input_tokens, sums.output_tokens), (500, 50));
+        assert!((sums.cost_usd - 2.5).abs() < 1e-9);
+        assert_eq!(hist.values().sum::<i64>(), 5);
+        let by_caller: std::collections::HashMap<String, _> = r.top("caller").into_iter().collect();
+        assert_eq!(by_caller["a"].requests, 3);
+        assert_eq!(by_caller["b"].requests, 2);
+        assert_eq!(r.top("group"), [("g".to_string(), sums)]);
+    };
+    let now = store.rollup(hour - 1, hour + 1, false).await.unwrap();
+    check(&now);
+    assert_eq!(
+        store.rollup(0, hour - 1, false).await.unwrap().series.len(),
+        1,
+        "the old record's hour"
+    );
+    // Per day: the same sums in the day's bucket.
+    let days = store.rollup(hour - 1, hour + 1, true).await.unwrap();
+    assert_eq!(days.series.iter().map(|(_, s)| s.requests).sum::<i64>(), 5);
+    // Rebuilt from the records when the rollups are gone.
+    sql(&url, "DELETE FROM usage_hourly").await;
+    sql(&url, "DELETE FROM usage_hourly_latency").await;
+    assert!(
+        store
+            .rollup(hour - 1, hour + 1, false)
+            .await
+            .unwrap()
+            .series
+            .is_empty()
+    );
+    store.migrate().await.unwrap();
+    check(&store.rollup(hour - 1, hour + 1, false).await.unwrap());
+    // Purged with their records.
+    let n =
+        router::usage::retention::purge(store.as_ref(), router::usage::retention::cutoff_ms(30))
+            .await
+            .unwrap();
+    assert_eq!(n, 1);
+    assert!(
+        store
+            .rollup(0, hour - 1, false)
+            .await
+            .unwrap()
+            .series
+            .is_empty()
+    );
+    check(&store.rollup(hour - 1, hour + 1, false).await.unwrap());
 }
 
 async fn metrics_have_no_tenant_labels(url: String) {
@@ -647,6 +758,7 @@ both_backends!(
     ),
     purge_removes_old_records,
     metrics_have_no_tenant_labels,
+    rollups_count_each_record_once_and_follow_purge_and_rebuild,
 );
 
 /// What only PostgreSQL has: other processes migrating at the same time, and TLS.

@@ -93,6 +93,7 @@ pub(crate) async fn run(listen: &str) -> Result<()> {
         println!("  token:              {DEMO_TOKEN}  (caller and admin)");
         println!("  app token:          {DEMO_APP_TOKEN}  (caller only)");
         println!("  model groups:       fast, coder");
+        println!("  console:            {base}/console/  (sign in with the token above)");
         println!("  usage report:       curl {base}/admin/reports/usage -H 'Authorization: Bearer {DEMO_TOKEN}'");
         println!("  try:");
         println!(

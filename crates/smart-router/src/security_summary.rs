@@ -159,6 +159,19 @@ fn summarize(raw: &RawConfig, config: &Config) -> Value {
             "metrics": "GET /metrics requires a metrics-admin or admin token (always)",
             "admin": "/admin/* requires an admin token; reports, request lookups and limits also accept report-admin (always)",
             "unauthenticated": ["GET /healthz", "GET /readyz", "GET /version"],
+            "console": if config.server.console {
+                "/console: sign-in with an admin, report-admin or metrics-admin token (HttpOnly, SameSite=Strict session cookie); each page for the roles its API allows"
+            } else {
+                "/console: off (server.console = false)"
+            },
+        },
+        "telemetry": match &config.telemetry.traces_url {
+            None => json!("off: no traces leave the router"),
+            Some(url) => json!({
+                "traces_to": router::admin::diagnostics::without_password(url),
+                "sampling_ratio": config.telemetry.sampling_ratio,
+                "sends": "span names, timings, group/model/provider names, token counts, status, caller project (never prompt or response text, tokens or keys)",
+            }),
         },
         "usage_store": {
             "backend": backend,
@@ -326,6 +339,22 @@ fn markdown(s: &Value) -> String {
     let _ = writeln!(out, "- {}", str_of(&s["endpoints"]["metrics"]));
     let _ = writeln!(out, "- {}", str_of(&s["endpoints"]["admin"]));
     let _ = writeln!(out, "- without a token: /healthz, /readyz, /version");
+    let _ = writeln!(out, "- {}", str_of(&s["endpoints"]["console"]));
+    let _ = writeln!(out, "\n## Telemetry\n");
+    match &s["telemetry"] {
+        Value::String(t) => {
+            let _ = writeln!(out, "- {t}");
+        }
+        t => {
+            let _ = writeln!(
+                out,
+                "- traces to {} (sampling {}): {}",
+                str_of(&t["traces_to"]),
+                t["sampling_ratio"],
+                str_of(&t["sends"])
+            );
+        }
+    }
     let st = &s["usage_store"];
     let _ = writeln!(out, "\n## Retention\n");
     let _ = writeln!(

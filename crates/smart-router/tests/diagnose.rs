@@ -112,6 +112,9 @@ name = "central"
 url = "http://127.0.0.1:9/v1/data/router"
 on_error = "allow"
 headers = {{ authorization = "Bearer {HEADER_SECRET}-policy" }}
+[telemetry]
+otlp_endpoint = "http://otel:{HEADER_SECRET}-otlp@127.0.0.1:9"
+headers = {{ "x-otel-key" = "{HEADER_SECRET}-otel" }}
 "#,
             spool = dir.join("spool").display(),
         )

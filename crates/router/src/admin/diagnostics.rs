@@ -108,7 +108,18 @@ pub fn redact_config(text: &str) -> String {
             }
         }
     }
-    for (section, key) in [("store", "url"), ("limits", "backend")] {
+    if let Some(toml::Value::Table(h)) = v.get_mut("telemetry").and_then(|t| t.get_mut("headers")) {
+        for (_, hv) in h.iter_mut() {
+            if let toml::Value::String(s) = hv {
+                *s = reference(s);
+            }
+        }
+    }
+    for (section, key) in [
+        ("store", "url"),
+        ("limits", "backend"),
+        ("telemetry", "otlp_endpoint"),
+    ] {
         if let Some(toml::Value::String(u)) = v.get_mut(section).and_then(|s| s.get_mut(key)) {
             *u = without_password(u);
         }
@@ -151,8 +162,14 @@ pub fn secrets(config: &Config) -> Vec<String> {
             }
         }
     }
+    for (_, v) in &config.telemetry.headers {
+        if let Ok(v) = v.to_str() {
+            out.push(v.to_string());
+        }
+    }
     out.extend(password(&config.store.url));
     out.extend(config.limits.redis_url.as_deref().and_then(password));
+    out.extend(config.telemetry.traces_url.as_deref().and_then(password));
     out.retain(|s| s.len() >= 4);
     out
 }

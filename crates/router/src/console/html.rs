@@ -219,7 +219,7 @@ pub(super) struct Series<'a> {
 
 const CHART_W: f64 = 720.0;
 const CHART_H: f64 = 180.0;
-const PAD_L: f64 = 64.0;
+const PAD_L: f64 = 80.0;
 const PAD_B: f64 = 22.0;
 
 /// A bar chart (series side by side per bucket) or a line chart, as inline SVG with a title,

@@ -1,14 +1,17 @@
 //! Overview: requests, errors, latency percentiles, tokens and cost over a window, as charts
-//! per hour or day, and the top callers, projects, groups and models by cost. Six reports over
-//! the same window, run concurrently.
+//! per hour or day, and the top callers, projects, groups and models by cost — all from the
+//! store's hourly rollups (two indexed range reads, whatever the number of records).
 
 use super::html::{self, Series};
 use super::{Answer, Page, viewer};
 use crate::reload::Live;
-use crate::usage::store::{self, Dimension, ReportQuery, ReportRow, UsageStore};
+use crate::usage::store::Dimension;
+use crate::usage::store::report::quantile;
+use crate::usage::store::rollup::Sums;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use http::{HeaderMap, StatusCode};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Arc;
 
@@ -26,12 +29,12 @@ pub(super) struct Params {
     window: Option<String>,
 }
 
-/// The top lists: dimension and heading.
-const TOPS: [(Dimension, &str); 4] = [
-    (Dimension::Caller, "Top callers"),
-    (Dimension::Project, "Top projects"),
-    (Dimension::Group, "Top groups"),
-    (Dimension::Model, "Top models"),
+/// The top lists' headings (caller, project, group, model).
+const TOPS: [(&str, &str); 4] = [
+    ("caller", "Top callers"),
+    ("project", "Top projects"),
+    ("group", "Top groups"),
+    ("model", "Top models"),
 ];
 
 /// `GET /console/`.
@@ -47,45 +50,41 @@ pub(super) async fn page(
         .copied()
         .find(|(n, ..)| Some(*n) == p.window.as_deref())
         .unwrap_or(WINDOWS[1]);
-    let to_ms = crate::time::now_ms() + 1;
-    let from_ms = to_ms - len;
+    // Whole hours: the hourly rollups are what the overview reads.
+    let now = crate::time::now_ms();
+    let to_hour = now.div_euclid(HOUR) + 1;
+    let from_hour = to_hour - len / HOUR;
     let mut body = String::from("<h1>Overview</h1>");
     body.push_str(&picker(name));
-    let Some(store) = v.state.store.as_ref() else {
-        body.push_str(&html::unavailable("The overview"));
-        return Ok(html::respond(
-            StatusCode::OK,
-            html::layout(&v.who, Some(Page::Overview), "Overview", &body),
-        ));
+    let rollup = match v.state.store.as_ref() {
+        None => Err(()),
+        Some(s) => s
+            .rollup(from_hour, to_hour, bucket == Dimension::Day)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "console overview: usage store query failed");
+            }),
     };
-    let query = |group_by: Vec<Dimension>| ReportQuery {
-        from_ms,
-        to_ms,
-        group_by,
-        caller: None,
-    };
-    let queries: Vec<ReportQuery> = [vec![], vec![bucket]]
-        .into_iter()
-        .chain(TOPS.iter().map(|(d, _)| vec![*d]))
-        .map(query)
-        .collect();
-    let results = futures_util::future::try_join_all(
-        queries
-            .iter()
-            .map(|q| store::report::run(store.as_ref() as &dyn UsageStore, q)),
-    )
-    .await;
-    match results {
-        Err(e) => {
-            tracing::warn!(error = %e, "console overview: usage store query failed");
-            body.push_str(&html::unavailable("The overview"));
-        }
+    match rollup {
+        Err(()) => body.push_str(&html::unavailable("The overview")),
         Ok(r) => {
-            body.push_str(&tiles(r[0].first()));
-            body.push_str(&charts(bucket, from_ms, to_ms, &r[1]));
+            // Time bucket (hour or day) -> its figures.
+            let mut points: BTreeMap<i64, Point> = BTreeMap::new();
+            for (t, s) in &r.series {
+                points.entry(*t).or_default().add(s, &BTreeMap::new());
+            }
+            for (t, hist) in r.histograms() {
+                points.entry(t).or_default().add(&Sums::default(), &hist);
+            }
+            let mut total = Point::default();
+            for p in points.values() {
+                total.add(&p.sums, &p.hist);
+            }
+            body.push_str(&tiles(&total));
+            body.push_str(&charts(bucket, from_hour, to_hour, &points));
             body.push_str("<div class=\"tops\">");
-            for ((d, heading), rows) in TOPS.iter().zip(&r[2..]) {
-                body.push_str(&top(*d, heading, rows));
+            for (key, heading) in TOPS {
+                body.push_str(&top(key, heading, r.top(key)));
             }
             body.push_str("</div>");
         }
@@ -94,6 +93,28 @@ pub(super) async fn page(
         StatusCode::OK,
         html::layout(&v.who, Some(Page::Overview), "Overview", &body),
     ))
+}
+
+const HOUR: i64 = 3_600_000;
+
+/// The figures of one chart bucket (or of the whole window).
+#[derive(Debug, Default)]
+struct Point {
+    sums: Sums,
+    hist: BTreeMap<i32, i64>,
+}
+
+impl Point {
+    fn add(&mut self, s: &Sums, hist: &BTreeMap<i32, i64>) {
+        self.sums.add(s);
+        for (b, n) in hist {
+            *self.hist.entry(*b).or_default() += n;
+        }
+    }
+
+    fn p(&self, q: f64) -> f64 {
+        quantile(&self.hist, q).unwrap_or(f64::NAN)
+    }
 }
 
 fn picker(current: &str) -> String {
@@ -109,28 +130,26 @@ fn picker(current: &str) -> String {
     s
 }
 
-fn tiles(total: Option<&ReportRow>) -> String {
-    let empty = ReportRow {
-        key: Default::default(),
-        measures: Default::default(),
-        latency_ms_p50: 0.0,
-        latency_ms_p95: 0.0,
-        latency_ms_p99: 0.0,
-        ttft_ms_p50: None,
-        ttft_ms_p95: None,
-    };
-    let t = total.unwrap_or(&empty);
-    let m = &t.measures;
+fn tiles(t: &Point) -> String {
+    let m = &t.sums;
     let rate = if m.requests > 0 {
         format!(" ({:.1}%)", m.errors as f64 * 100.0 / m.requests as f64)
     } else {
         String::new()
     };
+    let latency = |q: f64| {
+        let v = t.p(q);
+        if v.is_nan() {
+            "—".into()
+        } else {
+            html::ms(v)
+        }
+    };
     let tiles = [
         ("Requests", html::int(m.requests)),
         ("Errors", format!("{}{rate}", html::int(m.errors))),
-        ("Latency p50", html::ms(t.latency_ms_p50)),
-        ("Latency p95", html::ms(t.latency_ms_p95)),
+        ("Latency p50", latency(0.5)),
+        ("Latency p95", latency(0.95)),
         (
             "Tokens in / out",
             format!(
@@ -154,34 +173,37 @@ fn tiles(total: Option<&ReportRow>) -> String {
     s
 }
 
-/// Bucket labels of the window, in the reports' spelling, oldest first.
-fn buckets(bucket: Dimension, from_ms: i64, to_ms: i64) -> Vec<String> {
-    let last = to_ms - 1;
+/// The chart buckets of the window, oldest first: label and key (hour or day since the epoch).
+fn buckets(bucket: Dimension, from_hour: i64, to_hour: i64) -> Vec<(String, i64)> {
     match bucket {
-        Dimension::Day => (from_ms / 86_400_000..=last / 86_400_000)
-            .map(crate::time::format_date)
+        Dimension::Day => (from_hour.div_euclid(24)..=(to_hour - 1).div_euclid(24))
+            .map(|d| (crate::time::format_date(d), d))
             .collect(),
-        _ => (from_ms / 3_600_000..=last / 3_600_000)
-            .map(|h| format!("{}T{:02}:00Z", crate::time::format_date(h / 24), h % 24))
+        _ => (from_hour..to_hour)
+            .map(|h| {
+                (
+                    format!("{}T{:02}:00Z", crate::time::format_date(h / 24), h % 24),
+                    h,
+                )
+            })
             .collect(),
     }
 }
 
-fn charts(bucket: Dimension, from_ms: i64, to_ms: i64, rows: &[ReportRow]) -> String {
-    let labels = buckets(bucket, from_ms, to_ms);
-    let by_label: std::collections::HashMap<&str, &ReportRow> = rows
+fn charts(
+    bucket: Dimension,
+    from_hour: i64,
+    to_hour: i64,
+    points: &BTreeMap<i64, Point>,
+) -> String {
+    let slots = buckets(bucket, from_hour, to_hour);
+    let labels: Vec<String> = slots.iter().map(|(l, _)| l.clone()).collect();
+    let empty = Point::default();
+    let points: Vec<&Point> = slots
         .iter()
-        .filter_map(|r| r.key.get(bucket.name()).map(|k| (k.as_str(), r)))
+        .map(|(_, t)| points.get(t).unwrap_or(&empty))
         .collect();
-    let col_or = |missing: f64, f: &dyn Fn(&ReportRow) -> f64| -> Vec<f64> {
-        labels
-            .iter()
-            .map(|l| by_label.get(l.as_str()).map_or(missing, |r| f(r)))
-            .collect()
-    };
-    let col = |f: &dyn Fn(&ReportRow) -> f64| col_or(0.0, f);
-    // Latency has no value where there were no requests (not 0 ms).
-    let latency = |f: &dyn Fn(&ReportRow) -> f64| col_or(f64::NAN, f);
+    let col = |f: &dyn Fn(&Point) -> f64| -> Vec<f64> { points.iter().map(|p| f(p)).collect() };
     let count = |v: f64| html::int(v as i64);
     let per = if bucket == Dimension::Day {
         "per day"
@@ -196,17 +218,18 @@ fn charts(bucket: Dimension, from_ms: i64, to_ms: i64, rows: &[ReportRow]) -> St
             Series {
                 name: "requests",
                 class: "s1",
-                values: col(&|r| r.measures.requests as f64),
+                values: col(&|p| p.sums.requests as f64),
             },
             Series {
                 name: "errors",
                 class: "s2",
-                values: col(&|r| r.measures.errors as f64),
+                values: col(&|p| p.sums.errors as f64),
             },
         ],
         true,
         count,
     ));
+    // Latency has no value where there were no requests (not 0 ms).
     s.push_str(&html::chart(
         &format!("Latency p50 and p95 {per}"),
         &labels,
@@ -214,12 +237,12 @@ fn charts(bucket: Dimension, from_ms: i64, to_ms: i64, rows: &[ReportRow]) -> St
             Series {
                 name: "p50",
                 class: "s1",
-                values: latency(&|r| r.latency_ms_p50),
+                values: col(&|p| p.p(0.5)),
             },
             Series {
                 name: "p95",
                 class: "s3",
-                values: latency(&|r| r.latency_ms_p95),
+                values: col(&|p| p.p(0.95)),
             },
         ],
         false,
@@ -232,12 +255,12 @@ fn charts(bucket: Dimension, from_ms: i64, to_ms: i64, rows: &[ReportRow]) -> St
             Series {
                 name: "input",
                 class: "s1",
-                values: col(&|r| r.measures.input_tokens as f64),
+                values: col(&|p| p.sums.input_tokens as f64),
             },
             Series {
                 name: "output",
                 class: "s4",
-                values: col(&|r| r.measures.output_tokens as f64),
+                values: col(&|p| p.sums.output_tokens as f64),
             },
         ],
         true,
@@ -249,7 +272,7 @@ fn charts(bucket: Dimension, from_ms: i64, to_ms: i64, rows: &[ReportRow]) -> St
         &[Series {
             name: "cost",
             class: "s4",
-            values: col(&|r| r.measures.cost_usd),
+            values: col(&|p| p.sums.cost_usd),
         }],
         true,
         html::usd,
@@ -258,30 +281,26 @@ fn charts(bucket: Dimension, from_ms: i64, to_ms: i64, rows: &[ReportRow]) -> St
     s
 }
 
-/// The ten rows with the highest cost (then most requests) of a one-dimension report.
-fn top(d: Dimension, heading: &str, rows: &[ReportRow]) -> String {
-    let mut rows: Vec<&ReportRow> = rows.iter().collect();
-    rows.sort_by(|a, b| {
-        b.measures
-            .cost_usd
-            .total_cmp(&a.measures.cost_usd)
-            .then(b.measures.requests.cmp(&a.measures.requests))
+/// The ten values of one key with the highest cost (then most requests).
+fn top(key: &str, heading: &str, mut rows: Vec<(String, Sums)>) -> String {
+    rows.sort_by(|(ka, a), (kb, b)| {
+        b.cost_usd
+            .total_cmp(&a.cost_usd)
+            .then(b.requests.cmp(&a.requests))
+            .then(ka.cmp(kb))
     });
     let mut s = format!(
-        "<section class=\"top\"><h2>{}</h2><table><thead><tr><th>{}</th>\
+        "<section class=\"top\"><h2>{}</h2><table><thead><tr><th>{key}</th>\
          <th class=\"num\">Requests</th><th class=\"num\">Tokens</th><th class=\"num\">Cost</th>\
          </tr></thead><tbody>",
         html::escape(heading),
-        d.name()
     );
-    for r in rows.iter().take(10) {
-        let m = &r.measures;
-        let key = r.key.get(d.name()).map_or("", String::as_str);
+    for (k, m) in rows.iter().take(10) {
         let tokens = m.input_tokens + m.output_tokens;
         let _ = write!(
             s,
             "<tr>{}{}{}{}</tr>",
-            html::cell(if key.is_empty() { "(none)" } else { key }, None),
+            html::cell(if k.is_empty() { "(none)" } else { k }, None),
             html::cell(&html::int(m.requests), Some(m.requests as f64)),
             html::cell(&html::int(tokens), Some(tokens as f64)),
             html::cell(&html::usd(m.cost_usd), Some(m.cost_usd)),

@@ -3,6 +3,7 @@
 //! computation on top of it.
 
 pub mod report;
+pub mod rollup;
 mod sql;
 
 pub use report::{Dimension, ReportQuery, ReportRow, render_csv, render_json};
@@ -141,6 +142,14 @@ pub trait UsageStore: Send + Sync + std::fmt::Debug {
     fn all_captures(&self) -> BoxFuture<'_, Result<Vec<CapturedContent>, StoreError>>;
     /// Deletes captured content whose retention ended by `now_ms`; returns how many.
     fn purge_captures(&self, now_ms: i64) -> BoxFuture<'_, Result<u64, StoreError>>;
+    /// The hourly rollups of hours `[from_hour, to_hour)` (hours since the epoch), per hour
+    /// or (`per_day`) per UTC day.
+    fn rollup(
+        &self,
+        from_hour: i64,
+        to_hour: i64,
+        per_day: bool,
+    ) -> BoxFuture<'_, Result<rollup::Rollup, StoreError>>;
     /// The newest records before `q.before_ms` matching its filters, newest first.
     fn recent<'a>(
         &'a self,

@@ -160,8 +160,8 @@ pub struct ReportRow {
     pub ttft_ms_p95: Option<f64>,
 }
 
-/// The `q`-quantile of a bucket histogram.
-fn quantile(hist: &BTreeMap<i32, i64>, q: f64) -> Option<f64> {
+/// The `q`-quantile (ms) of a latency bucket histogram (bucket -> count).
+pub fn quantile(hist: &BTreeMap<i32, i64>, q: f64) -> Option<f64> {
     let total: i64 = hist.values().sum();
     if total == 0 {
         return None;

@@ -120,7 +120,7 @@ macro_rules! sql_store {
                                     b.push_bind(0i64);
                                 }
                             });
-                            qb.push(" ON CONFLICT (record_id) DO NOTHING");
+                            qb.push(" ON CONFLICT (record_id) DO NOTHING RETURNING record_id");
                             qb.into_string()
                         })
                         .collect()
@@ -212,6 +212,9 @@ macro_rules! sql_store {
                     for stmt in ddl(text, int, big, real, boolean) {
                         sqlx::query(sqlx::AssertSqlSafe(stmt)).execute(&mut *tx).await?;
                     }
+                    for stmt in super::rollup::ddl(text, int, big, real) {
+                        sqlx::query(sqlx::AssertSqlSafe(stmt)).execute(&mut *tx).await?;
+                    }
                     for (column, ty) in ADDED_COLUMNS {
                         let present: i64 = sqlx::query_scalar(Self::COLUMN_EXISTS)
                             .bind(*column)
@@ -220,6 +223,14 @@ macro_rules! sql_store {
                         if present == 0 {
                             let stmt = format!("ALTER TABLE usage_records ADD COLUMN {column} {ty}");
                             sqlx::query(sqlx::AssertSqlSafe(stmt)).execute(&mut *tx).await?;
+                        }
+                    }
+                    // Records without rollups (a store from before them, or a restore that
+                    // copied records in): build them once.
+                    let due: i64 = sqlx::query_scalar(super::rollup::NEEDS_REBUILD).fetch_one(&mut *tx).await?;
+                    if due == 1 {
+                        for stmt in super::rollup::REBUILD {
+                            sqlx::query(stmt).execute(&mut *tx).await?;
                         }
                     }
                     tx.commit().await?;
@@ -237,6 +248,7 @@ macro_rules! sql_store {
             fn insert<'a>(&'a self, batch: &'a [UsageRecord]) -> BoxFuture<'a, Result<(), StoreError>> {
                 Box::pin(async move {
                     let mut tx = self.pool.begin().await?;
+                    let mut stored = std::collections::HashSet::with_capacity(batch.len());
                     let mut rest = batch;
                     while !rest.is_empty() {
                         let (i, n) = CHUNK_SIZES
@@ -288,7 +300,32 @@ macro_rules! sql_store {
                                 .bind(&r.capture_policy)
                                 .bind(&r.rule);
                         }
-                        q.execute(&mut *tx).await?;
+                        for row in q.fetch_all(&mut *tx).await? {
+                            stored.insert(row.try_get::<String, _>(0)?);
+                        }
+                    }
+                    // Only what was stored now counts: a replayed record is in the rollups once.
+                    let (sums, hist) = super::rollup::deltas(batch.iter().filter(|r| stored.contains(&r.record_id)));
+                    let sums: Vec<_> = sums.into_iter().collect();
+                    for chunk in sums.chunks(super::rollup::UPSERT_CHUNK) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new(super::rollup::UPSERT_HOURLY);
+                        qb.push_values(chunk, |mut b, ((hour, caller, project, group, model), s)| {
+                            b.push_bind(*hour).push_bind(caller.clone()).push_bind(project.clone())
+                                .push_bind(group.clone()).push_bind(model.clone()).push_bind(s.requests)
+                                .push_bind(s.errors).push_bind(s.input_tokens).push_bind(s.output_tokens)
+                                .push_bind(s.cost_usd);
+                        });
+                        qb.push(super::rollup::ON_CONFLICT_HOURLY);
+                        qb.build().execute(&mut *tx).await?;
+                    }
+                    let hist: Vec<_> = hist.into_iter().collect();
+                    for chunk in hist.chunks(super::rollup::UPSERT_CHUNK) {
+                        let mut qb = sqlx::QueryBuilder::<$db>::new(super::rollup::UPSERT_LATENCY);
+                        qb.push_values(chunk, |mut b, ((hour, bucket), n)| {
+                            b.push_bind(*hour).push_bind(*bucket).push_bind(*n);
+                        });
+                        qb.push(super::rollup::ON_CONFLICT_LATENCY);
+                        qb.build().execute(&mut *tx).await?;
                     }
                     tx.commit().await?;
                     Ok(())
@@ -417,6 +454,11 @@ macro_rules! sql_store {
                         Self::PLACEHOLDER_1, Self::PLACEHOLDER_2
                     );
                     let done = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(before_ms).bind(limit).execute(&self.pool).await?;
+                    // The rollups of hours wholly before the cut go with their records.
+                    for table in ["usage_hourly", "usage_hourly_latency"] {
+                        let sql = format!("DELETE FROM {table} WHERE hour < {}", Self::PLACEHOLDER_1);
+                        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(before_ms.div_euclid(3_600_000)).execute(&self.pool).await?;
+                    }
                     Ok(done.rows_affected())
                 })
             }
@@ -588,6 +630,54 @@ macro_rules! sql_store {
                         .execute(&self.pool)
                         .await?;
                     Ok(r.rows_affected())
+                })
+            }
+
+            fn rollup(&self, from_hour: i64, to_hour: i64, per_day: bool) -> BoxFuture<'_, Result<super::rollup::Rollup, StoreError>> {
+                Box::pin(async move {
+                    use super::rollup::{Rollup, Sums, SUMS};
+                    let (p1, p2) = (Self::PLACEHOLDER_1, Self::PLACEHOLDER_2);
+                    let t = if per_day { "hour / 24" } else { "hour" };
+                    let sums = |r: &<$db as sqlx::Database>::Row| -> Result<Sums, sqlx::Error> {
+                        Ok(Sums {
+                            requests: r.try_get::<Option<i64>, _>("requests")?.unwrap_or(0),
+                            errors: r.try_get::<Option<i64>, _>("errors")?.unwrap_or(0),
+                            input_tokens: r.try_get::<Option<i64>, _>("input_tokens")?.unwrap_or(0),
+                            output_tokens: r.try_get::<Option<i64>, _>("output_tokens")?.unwrap_or(0),
+                            cost_usd: r.try_get::<Option<f64>, _>("cost_usd")?.unwrap_or(0.0),
+                        })
+                    };
+                    let series = format!("SELECT {t} AS t, {SUMS} FROM usage_hourly WHERE hour >= {p1} AND hour < {p2} GROUP BY {t}");
+                    let latency = format!(
+                        "SELECT {t} AS t, latency_bucket, CAST(SUM(requests) AS BIGINT) AS n FROM usage_hourly_latency \
+                         WHERE hour >= {p1} AND hour < {p2} GROUP BY {t}, latency_bucket"
+                    );
+                    let combos = format!(
+                        "SELECT caller, project, group_name, model, {SUMS} FROM usage_hourly \
+                         WHERE hour >= {p1} AND hour < {p2} GROUP BY caller, project, group_name, model"
+                    );
+                    // Three reads at once (each database query runs on one core).
+                    let (series, latency, combos) = futures_util::try_join!(
+                        sqlx::query(sqlx::AssertSqlSafe(series)).bind(from_hour).bind(to_hour).fetch_all(&self.pool),
+                        sqlx::query(sqlx::AssertSqlSafe(latency)).bind(from_hour).bind(to_hour).fetch_all(&self.pool),
+                        sqlx::query(sqlx::AssertSqlSafe(combos)).bind(from_hour).bind(to_hour).fetch_all(&self.pool),
+                    )?;
+                    let mut out = Rollup::default();
+                    for r in series {
+                        out.series.push((r.try_get("t")?, sums(&r)?));
+                    }
+                    for r in latency {
+                        out.latency.push((r.try_get("t")?, r.try_get("latency_bucket")?, r.try_get("n")?));
+                    }
+                    let mut combo_sums = Vec::with_capacity(combos.len());
+                    for r in combos {
+                        combo_sums.push((
+                            [r.try_get("caller")?, r.try_get("project")?, r.try_get("group_name")?, r.try_get("model")?],
+                            sums(&r)?,
+                        ));
+                    }
+                    out.tops = super::rollup::tops(combo_sums);
+                    Ok(out)
                 })
             }
 
@@ -851,6 +941,9 @@ pub(super) async fn load_snapshot(
                 .await?;
             copy.send(text).await?;
             copy.finish().await?;
+            // The copied records get their rollups.
+            drop(conn);
+            target.migrate().await?;
         }
         ("sqlite", _) => {
             let source = SqliteStore::open(&format!("sqlite://{}", file.display()))?;
