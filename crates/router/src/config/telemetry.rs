@@ -69,7 +69,17 @@ pub(super) fn validate_telemetry(
 ) -> TelemetryConfig {
     let traces_url = raw.otlp_endpoint.as_deref().and_then(|e| {
         match e.parse::<http::Uri>() {
-            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {
+            Ok(u) if u.scheme_str() == Some("https") && u.host().is_some() => {
+                errors.push(ConfigError::InvalidValue {
+                    path: "telemetry.otlp_endpoint".into(),
+                    reason: "OTLP over https is not built in: send to a collector on the host or \
+                             in the pod over http (an OpenTelemetry Collector sidecar), which \
+                             forwards with TLS"
+                        .into(),
+                });
+                None
+            }
+            Ok(u) if u.scheme_str() == Some("http") && u.host().is_some() => {
                 // The endpoint is the collector's base; a full `/v1/traces` URL is kept as is.
                 let base = e.trim_end_matches('/');
                 Some(if base.ends_with("/v1/traces") {
@@ -81,7 +91,7 @@ pub(super) fn validate_telemetry(
             _ => {
                 errors.push(ConfigError::InvalidValue {
                     path: "telemetry.otlp_endpoint".into(),
-                    reason: "is not an http:// or https:// URL".into(),
+                    reason: "is not an http:// URL".into(),
                 });
                 None
             }
@@ -137,6 +147,15 @@ mod tests {
             Some("http://127.0.0.1:4318/v1/traces")
         );
         assert_eq!(on.service_name, "edge");
+        validate_telemetry(
+            &RawTelemetry {
+                otlp_endpoint: Some("https://collector.example:4318".into()),
+                ..RawTelemetry::default()
+            },
+            "r1",
+            &mut errors,
+        );
+        assert!(errors.remove(0).to_string().contains("sidecar"));
         let bad = RawTelemetry {
             otlp_endpoint: Some("127.0.0.1:4318".into()),
             sampling_ratio: 1.5,
