@@ -117,6 +117,35 @@ fn input_end(ms: i64) -> String {
     input_time(ms + 59_999)
 }
 
+/// The explorer's parameters and time range from its query string.
+fn read(pairs: &[(String, String)]) -> Result<(Params, (i64, i64)), String> {
+    let p = parse(pairs)?;
+    let r = range(&p)?;
+    Ok((p, r))
+}
+
+/// The report `p` asks for over `[from, to)`, sorted as asked (`Err`: no store, or it failed,
+/// logged).
+async fn report(
+    v: &super::Viewer,
+    p: &Params,
+    from: i64,
+    to: i64,
+) -> Result<(ReportQuery, Vec<ReportRow>), ()> {
+    let q = ReportQuery {
+        from_ms: from,
+        to_ms: to,
+        group_by: p.group_by.clone(),
+        caller: None,
+    };
+    let store = v.state.store.as_ref().ok_or(())?;
+    let mut rows = store::report::run(store.as_ref(), &q).await.map_err(|e| {
+        tracing::warn!(error = %e, "console usage: usage store query failed");
+    })?;
+    sort(p, &mut rows);
+    Ok((q, rows))
+}
+
 /// `GET /console/usage`.
 pub(super) async fn page(
     State(live): State<Arc<Live>>,
@@ -126,8 +155,7 @@ pub(super) async fn page(
     let v = viewer(&live, &headers, Page::Usage)?;
     let pairs = q.map(|Query(p)| p).unwrap_or_default();
     let mut body = String::from("<h1>Usage</h1>");
-    let parsed = parse(&pairs).and_then(|p| range(&p).map(|r| (p, r)));
-    let (p, (from, to)) = match parsed {
+    let (p, (from, to)) = match read(&pairs) {
         Ok(x) => x,
         Err(e) => {
             let _ = write!(
@@ -148,24 +176,9 @@ pub(super) async fn page(
         }
     };
     body.push_str(&form(&p, from, to));
-    let q = ReportQuery {
-        from_ms: from,
-        to_ms: to,
-        group_by: p.group_by.clone(),
-        caller: None,
-    };
-    let rows = match v.state.store.as_ref() {
-        None => Err(()),
-        Some(s) => store::report::run(s.as_ref(), &q).await.map_err(|e| {
-            tracing::warn!(error = %e, "console usage: usage store query failed");
-        }),
-    };
-    match rows {
+    match report(&v, &p, from, to).await {
         Err(()) => body.push_str(&html::unavailable("The usage report")),
-        Ok(mut rows) => {
-            sort(&p, &mut rows);
-            body.push_str(&table(&p, from, to, &rows));
-        }
+        Ok((_, rows)) => body.push_str(&table(&p, from, to, &rows)),
     }
     Ok(html::respond(
         StatusCode::OK,
@@ -278,39 +291,23 @@ pub(super) async fn csv(
 ) -> Answer {
     let v = viewer(&live, &headers, Page::Usage)?;
     let pairs = q.map(|Query(p)| p).unwrap_or_default();
-    let (p, (from, to)) = parse(&pairs)
-        .and_then(|p| range(&p).map(|r| (p, r)))
-        .map_err(|e| {
-            html::respond(
-                StatusCode::BAD_REQUEST,
-                html::layout(
-                    &v.who,
-                    Some(Page::Usage),
-                    "Usage",
-                    &format!("<p class=\"error\">{}</p>", html::escape(&e)),
-                ),
-            )
-        })?;
-    let q = ReportQuery {
-        from_ms: from,
-        to_ms: to,
-        group_by: p.group_by.clone(),
-        caller: None,
-    };
-    let store = v.state.store.as_ref().ok_or_else(|| {
+    let (p, (from, to)) = read(&pairs).map_err(|e| {
+        html::respond(
+            StatusCode::BAD_REQUEST,
+            html::layout(
+                &v.who,
+                Some(Page::Usage),
+                "Usage",
+                &format!("<p class=\"error\">{}</p>", html::escape(&e)),
+            ),
+        )
+    })?;
+    let (q, rows) = report(&v, &p, from, to).await.map_err(|()| {
         html::respond(
             StatusCode::SERVICE_UNAVAILABLE,
             html::bare("Usage", &html::unavailable("The usage report")),
         )
     })?;
-    let mut rows = store::report::run(store.as_ref(), &q).await.map_err(|e| {
-        tracing::warn!(error = %e, "console usage CSV: usage store query failed");
-        html::respond(
-            StatusCode::SERVICE_UNAVAILABLE,
-            html::bare("Usage", &html::unavailable("The usage report")),
-        )
-    })?;
-    sort(&p, &mut rows);
     let mut r = Response::new(Body::from(store::render_csv(&q, &rows)));
     let h = r.headers_mut();
     h.insert(

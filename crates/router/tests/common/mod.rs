@@ -115,6 +115,13 @@ impl Harness {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (recorder, outcomes) = Recorder::new(&config).with_outcomes(1024);
+        // As `serve` does: traces exported when `[telemetry]` names a collector.
+        let recorder = match router::telemetry::Tracer::from_config(&config.telemetry)
+            .expect("the exporter builds")
+        {
+            Some(t) => recorder.with_tracer(Arc::new(t)),
+            None => recorder,
+        };
         let state = Arc::new(
             Runtime::new(config, recorder, BuildInfo::default(), None).with_license(license),
         );
