@@ -101,13 +101,13 @@ async fn forward(cx: &mut RequestContext, admitted: &Admitted) -> Option<Bytes> 
         &t.model,
         None,
     ));
+    // The attempt's span, when the request is traced.
     let span = cx.outcome.get().trace.as_deref().map(|t| {
         (
             crate::telemetry::Propagation::of(t),
             crate::telemetry::new_span_id(),
         )
     });
-    let span = span.as_ref().map(|(p, id)| (p, *id));
     let meta = AttemptHeaders {
         request_id: &cx.arrival.request_id,
         stream: false,
@@ -118,7 +118,7 @@ async fn forward(cx: &mut RequestContext, admitted: &Admitted) -> Option<Bytes> 
         parent_id: &state.config.server.name,
         forward: &admitted.forward,
         extra: &admitted.upstream_headers,
-        trace: span.map(|(p, id)| p.headers(id)),
+        trace: span.as_ref().map(|(p, id)| p.headers(*id)),
     };
     let wait = left.min(provider.read_timeout);
     let result = tokio::time::timeout(wait, async {
@@ -160,7 +160,7 @@ async fn forward(cx: &mut RequestContext, admitted: &Admitted) -> Option<Bytes> 
         },
         latency: now.elapsed(),
         offset: now.saturating_duration_since(cx.arrival.started),
-        span_id: span.map_or(0, |(_, id)| id),
+        span_id: span.as_ref().map_or(0, |(_, id)| *id),
     });
     match result {
         Ok(body) => {

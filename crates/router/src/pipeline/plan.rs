@@ -11,9 +11,15 @@ use crate::routing::{AttemptPlan, plan_attempts, plan_targets};
 /// eligible target is `no_eligible_target` (400, or 503 with `Retry-After` while capable
 /// targets cool down).
 pub(super) fn plan(cx: &mut RequestContext, admitted: &Admitted) -> Result<AttemptPlan, Error> {
-    let from = cx.arrival.started.elapsed();
+    // Timed only for a traced request (no clock read otherwise).
+    let from = cx
+        .outcome
+        .get()
+        .trace
+        .is_some()
+        .then(|| cx.arrival.started.elapsed());
     let planned = plan_targets_of(cx, admitted);
-    if let Some(t) = cx.outcome.traced() {
+    if let (Some(from), Some(t)) = (from, cx.outcome.traced()) {
         let n = planned.as_ref().map_or(0, |p| p.targets.len());
         t.plan = Some((from, cx.arrival.started.elapsed(), n));
     }
