@@ -175,6 +175,45 @@ async fn stream_chunks_arrive_as_the_upstream_sends_them() {
     );
 }
 
+/// Events the upstream sends in one burst leave the router in a few writes, not one per event:
+/// each write is one HTTP chunk on the caller's side.
+#[tokio::test]
+async fn stream_burst_is_sent_in_a_few_chunks() {
+    let h = Harness::start().await;
+    let words: Vec<String> = (0..30).map(|i| format!("w{i} ")).collect();
+    h.fake.enqueue(Script {
+        chunks: Some(words.clone()),
+        text: Some(words.concat()),
+        ..Script::default()
+    });
+    let resp = common::start(
+        "POST",
+        &h.url("/v1/chat/completions"),
+        &[("authorization", &format!("Bearer {TOKEN}"))],
+        Bytes::from(ask(true).to_string()),
+    )
+    .await;
+    use http_body_util::BodyExt;
+    let mut body = resp.into_body();
+    let (mut chunks, mut text) = (0, String::new());
+    while let Some(f) = body.frame().await {
+        if let Ok(d) = f.unwrap().into_data() {
+            chunks += 1;
+            text.push_str(&String::from_utf8_lossy(&d));
+        }
+    }
+    let events = text.matches("data: ").count();
+    assert!(events >= 32, "every event arrives: {events}\n{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    for w in &words {
+        assert!(
+            text.contains(&format!("\"content\":\"{w}\"")),
+            "{w} missing"
+        );
+    }
+    assert!(chunks <= 4, "{events} events came in {chunks} chunks");
+}
+
 #[tokio::test]
 async fn upstream_client_errors_come_back_unchanged() {
     let mut h = Harness::start().await;

@@ -142,10 +142,60 @@ impl Assembly {
     }
 }
 
+/// Output ready to be sent, held while more of what has already arrived is taken: one piece
+/// is kept as it came (no copy), more are joined into one frame, so one write carries them.
+#[derive(Debug, Default)]
+struct Held {
+    first: Option<Bytes>,
+    joined: BytesMut,
+}
+
+/// Held output beyond this is sent at once, even if more has arrived.
+const HELD_MAX: usize = 64 * 1024;
+
+/// Polls that find nothing new before held output is sent (see `SseBody::poll_frame`).
+const PATIENCE: u8 = 2;
+
+impl Held {
+    fn push(&mut self, b: Bytes) {
+        if b.is_empty() {
+            return;
+        }
+        if self.is_empty() {
+            self.first = Some(b);
+            return;
+        }
+        if let Some(f) = self.first.take() {
+            self.joined.reserve(f.len() + b.len());
+            self.joined.extend_from_slice(&f);
+        }
+        self.joined.extend_from_slice(&b);
+    }
+
+    fn len(&self) -> usize {
+        self.first.as_ref().map_or(self.joined.len(), Bytes::len)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none() && self.joined.is_empty()
+    }
+
+    fn take(&mut self) -> Option<Bytes> {
+        self.first
+            .take()
+            .or_else(|| (!self.joined.is_empty()).then(|| self.joined.split().freeze()))
+    }
+}
+
 /// The streamed answer's body.
 pub(super) struct SseBody {
     upstream: Incoming,
     first: Option<Bytes>,
+    held: Held,
+    /// Polls left that find nothing new before what is held is sent (see `poll_frame`).
+    patience: u8,
+    /// Upstream data arrived since the idle timer was last set.
+    arrived: bool,
     splitter: sse::Splitter,
     mode: Mode,
     surface: Dialect,
@@ -191,6 +241,9 @@ impl SseBody {
         SseBody {
             upstream: source.rest,
             first: Some(source.first),
+            held: Held::default(),
+            patience: 0,
+            arrived: false,
             splitter: sse::Splitter::new(limits.max_event_bytes),
             mode,
             surface,
@@ -404,8 +457,30 @@ impl SseBody {
         }
     }
 
+    /// Ends the stream with `failure` (if any) after what is held and `tail`: the last frame.
+    fn end(
+        &mut self,
+        tail: &[u8],
+        failure: Option<Error>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let ev = self.finish(failure);
+        let held = self.held.take();
+        if tail.is_empty() && ev.is_none() {
+            return Poll::Ready(held.map(|b| Ok(Frame::data(b))));
+        }
+        let mut out = BytesMut::from(held.as_deref().unwrap_or_default());
+        out.extend_from_slice(tail);
+        if let Some(ev) = ev {
+            if !out.is_empty() && !out.ends_with(b"\n\n") {
+                out.extend_from_slice(b"\n\n");
+            }
+            out.extend_from_slice(&ev);
+        }
+        Poll::Ready((!out.is_empty()).then(|| Ok(Frame::data(out.freeze()))))
+    }
+
     fn fail(&mut self, e: Error) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.finish(Some(e)).map(|b| Ok(Frame::data(b))))
+        self.end(&[], Some(e))
     }
 }
 
@@ -435,12 +510,20 @@ impl Body for SseBody {
     type Data = Bytes;
     type Error = Infallible;
 
+    /// Sends what has already arrived in one frame. hyper's client hands a body over one chunk
+    /// at a time (its connection task refills a one-item slot once the chunk is taken), so
+    /// after taking a chunk the body yields (waking itself) to let that task hand over the next
+    /// one it has already read, and sends what it holds once a poll after the yield finds
+    /// nothing new: one write per burst instead of one per event, for one extra poll when
+    /// chunks come one at a time. hyper's server polls a pending body twice per poll of its
+    /// connection, hence a patience of two polls.
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = &mut *self;
         if let Some(first) = this.first.take() {
+            // The first chunk goes at once, with the response head: the caller's first token.
             match this.process(first) {
                 Ok(out) if !out.is_empty() => return Poll::Ready(Some(Ok(Frame::data(out)))),
                 Ok(_) => {}
@@ -449,21 +532,22 @@ impl Body for SseBody {
         }
         loop {
             if this.outcome.is_none() {
-                return Poll::Ready(None);
+                return Poll::Ready(this.held.take().map(|b| Ok(Frame::data(b))));
             }
             match Pin::new(&mut this.upstream).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
-                    let wake = next_wake(&this.limits);
-                    this.timer.as_mut().reset(wake);
+                    this.arrived = true;
                     match this.process(data) {
-                        Ok(out) if !out.is_empty() => {
-                            return Poll::Ready(Some(Ok(Frame::data(out))));
-                        }
-                        Ok(_) => {}
+                        Ok(out) => this.held.push(out),
                         Err(e) => return this.fail(e),
+                    }
+                    this.patience = PATIENCE;
+                    if this.held.len() >= HELD_MAX {
+                        this.patience = 0;
+                        return Poll::Ready(this.held.take().map(|b| Ok(Frame::data(b))));
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
@@ -474,19 +558,24 @@ impl Body for SseBody {
                     let (proper, tail) = this.upstream_ended();
                     let failure = (!proper)
                         .then(|| broken(&this.provider, "the stream ended before its end event"));
-                    let mut out = BytesMut::from(&tail[..]);
-                    if let Some(ev) = this.finish(failure) {
-                        if !out.is_empty() && !out.ends_with(b"\n\n") {
-                            out.extend_from_slice(b"\n\n");
+                    return this.end(&tail, failure);
+                }
+                Poll::Pending if !this.held.is_empty() => {
+                    if this.patience > 0 {
+                        if this.patience == PATIENCE {
+                            cx.waker().wake_by_ref();
                         }
-                        out.extend_from_slice(&ev);
+                        this.patience -= 1;
+                        return Poll::Pending;
                     }
-                    if out.is_empty() {
-                        return Poll::Ready(None);
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
+                    return Poll::Ready(this.held.take().map(|b| Ok(Frame::data(b))));
                 }
                 Poll::Pending => {
+                    this.patience = 0;
+                    if std::mem::take(&mut this.arrived) {
+                        let wake = next_wake(&this.limits);
+                        this.timer.as_mut().reset(wake);
+                    }
                     ready!(this.timer.as_mut().poll(cx));
                     let err = if Instant::now() >= this.limits.deadline {
                         Error::DeadlineExceeded {
@@ -505,7 +594,7 @@ impl Body for SseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.outcome.is_none() && self.first.is_none()
+        self.outcome.is_none() && self.first.is_none() && self.held.is_empty()
     }
 
     fn size_hint(&self) -> SizeHint {
