@@ -1,5 +1,7 @@
 //! The usage writer: off the request path, records arrive through a bounded queue and are
-//! written in batches (every `batch_size` records or `flush_interval`). When the store fails,
+//! written in batches (every `batch_size` records or `flush_interval`). The writer task is not
+//! woken per record: it sleeps until a batch is full (the submitter says so) or the interval
+//! ends, then takes what is queued. When the store fails,
 //! batches go to an append-only spool file (fsync per batch) and are replayed, in order, once
 //! the store answers again; records are keyed by `record_id`, so a replay stores each once.
 //! Shutdown drains the queue and the spool. `kill -9` loses at most the batch being collected
@@ -12,7 +14,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// Counters shared with metrics and readiness.
@@ -41,6 +43,9 @@ pub struct Writer {
     shutdown: watch::Sender<bool>,
     task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
     capacity: usize,
+    batch_size: usize,
+    /// Wakes the writer task when a full batch is queued.
+    full: Arc<Notify>,
 }
 
 impl Writer {
@@ -53,19 +58,30 @@ impl Writer {
         let spool_len = std::fs::metadata(&config.spool_path).map_or(0, |m| m.len());
         stats.spool_bytes.store(spool_len, Ordering::Relaxed);
         let capacity = config.queue_capacity;
-        let task = tokio::spawn(run(store, config, rx, shutdown_rx, stats.clone()));
+        let batch_size = config.batch_size;
+        let full = Arc::new(Notify::new());
+        let queue = Queue {
+            rx,
+            full: full.clone(),
+        };
+        let task = tokio::spawn(run(store, config, queue, shutdown_rx, stats.clone()));
         Writer {
             tx,
             stats,
             shutdown,
             task: tokio::sync::Mutex::new(Some(task)),
             capacity,
+            batch_size,
+            full,
         }
     }
 
     /// Queues a record; never waits. Returns false (and counts a drop) when the queue is full.
     pub fn submit(&self, r: UsageRecord) -> bool {
         if self.tx.try_send(r).is_ok() {
+            if self.queue_depth() >= self.batch_size {
+                self.full.notify_one();
+            }
             return true;
         }
         self.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -86,11 +102,32 @@ impl Writer {
     }
 }
 
+/// The receiving side of the queue and the writer's wake-up for a full batch.
+struct Queue {
+    rx: mpsc::Receiver<UsageRecord>,
+    full: Arc<Notify>,
+}
+
+impl Queue {
+    /// Moves queued records into `batch`, up to `limit` in all. False once every sender is
+    /// gone and the queue is empty.
+    fn take(&mut self, batch: &mut Vec<UsageRecord>, limit: usize) -> bool {
+        while batch.len() < limit {
+            match self.rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(mpsc::error::TryRecvError::Empty) => return true,
+                Err(mpsc::error::TryRecvError::Disconnected) => return false,
+            }
+        }
+        true
+    }
+}
+
 /// The writer task.
 async fn run(
     store: Arc<dyn UsageStore>,
     config: WriterConfig,
-    mut rx: mpsc::Receiver<UsageRecord>,
+    mut queue: Queue,
     mut shutdown: watch::Receiver<bool>,
     stats: Arc<WriterStats>,
 ) {
@@ -103,18 +140,17 @@ async fn run(
     let mut batch: Vec<UsageRecord> = Vec::with_capacity(w.config.batch_size);
     let mut retry = tokio::time::interval(w.config.retry_interval);
     retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut open;
     loop {
         let deadline = tokio::time::sleep(w.config.flush_interval);
         tokio::pin!(deadline);
         loop {
+            open = queue.take(&mut batch, w.config.batch_size);
+            if !open || batch.len() >= w.config.batch_size {
+                break;
+            }
             tokio::select! {
-                r = rx.recv() => match r {
-                    Some(r) => {
-                        batch.push(r);
-                        if batch.len() >= w.config.batch_size { break; }
-                    }
-                    None => break,
-                },
+                _ = queue.full.notified() => {}
                 _ = &mut deadline => break,
                 _ = retry.tick() => {
                     if w.spool_len() > 0 { w.replay().await; }
@@ -122,11 +158,9 @@ async fn run(
                 _ = shutdown.changed() => break,
             }
         }
-        let closing = *shutdown.borrow();
+        let closing = *shutdown.borrow() || !open;
         if closing {
-            while let Ok(r) = rx.try_recv() {
-                batch.push(r);
-            }
+            queue.take(&mut batch, usize::MAX);
         }
         if !batch.is_empty() {
             w.write(std::mem::take(&mut batch)).await;

@@ -25,6 +25,76 @@ const UPSERT_INSTANCE: &str = "INSERT INTO router_instances (instance_id, hostna
 /// database's bind limit).
 const CHUNK_SIZES: [usize; 4] = [64, 16, 4, 1];
 
+/// The statement (an index into [`CHUNK_SIZES`]) for the next rows of `rest`: the most rows
+/// whose parameters stay within `max_bytes` on the wire (one row goes whatever its size).
+fn next_chunk(rest: &[UsageRecord], max_bytes: usize) -> usize {
+    CHUNK_SIZES
+        .iter()
+        .position(|&n| {
+            n <= rest.len()
+                && (n == 1 || rest[..n].iter().map(wire_bytes).sum::<usize>() <= max_bytes)
+        })
+        .expect("the smallest chunk is one row")
+}
+
+/// About how many bytes a record takes as bound parameters on the wire (text as it is, a length
+/// word per parameter, eight bytes per number).
+fn wire_bytes(r: &UsageRecord) -> usize {
+    let text = [
+        &r.record_id,
+        &r.request_id,
+        &r.client,
+        &r.surface,
+        &r.status,
+        &r.attempts_json,
+        &r.warnings,
+        &r.annotations,
+        &r.config_hash,
+    ];
+    let optional = [
+        &r.parent_id,
+        &r.caller,
+        &r.project,
+        &r.team,
+        &r.environment,
+        &r.group,
+        &r.provider,
+        &r.model,
+        &r.error_kind,
+        &r.quota,
+        &r.capture_policy,
+        &r.rule,
+    ];
+    text.iter().map(|t| t.len()).sum::<usize>()
+        + optional
+            .iter()
+            .map(|t| t.as_ref().map_or(0, String::len))
+            .sum::<usize>()
+        + 12 * COLUMN_COUNT
+}
+
+/// Columns of `usage_records` an INSERT binds.
+const COLUMN_COUNT: usize = {
+    let (b, mut i, mut n) = (COLUMNS.as_bytes(), 0, 1);
+    while i < b.len() {
+        if b[i] == b',' {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+};
+
+/// Which records of a batch an insert stored.
+enum Inserted {
+    /// Every one (none was there before).
+    All,
+    /// Some were there before; which ones is not known (the insert is redone asking).
+    SomeWereThere,
+    /// These record ids.
+    These(std::collections::HashSet<String>),
+}
+
 /// The DDL, with the backend's type names substituted.
 fn ddl(text: &str, int: &str, big: &str, real: &str, boolean: &str) -> Vec<String> {
     vec![
@@ -107,24 +177,93 @@ macro_rules! sql_store {
 
         impl $name {
             /// The INSERT statement for `CHUNK_SIZES[i]` rows, in this database's placeholder
-            /// syntax (built once).
-            fn insert_sql(i: usize) -> &'static str {
-                static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+            /// syntax (built once); `returning`: each stored row's `record_id` comes back.
+            fn insert_sql(i: usize, returning: bool) -> &'static str {
+                static SQL: std::sync::OnceLock<[Vec<String>; 2]> = std::sync::OnceLock::new();
                 &SQL.get_or_init(|| {
-                    CHUNK_SIZES
-                        .iter()
-                        .map(|&n| {
-                            let mut qb = sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO usage_records ({COLUMNS}) "));
-                            qb.push_values(0..n, |mut b, _| {
-                                for _ in 0..COLUMNS.split(',').count() {
-                                    b.push_bind(0i64);
-                                }
-                            });
-                            qb.push(" ON CONFLICT (record_id) DO NOTHING RETURNING record_id");
-                            qb.into_string()
-                        })
-                        .collect()
-                })[i]
+                    [" ON CONFLICT (record_id) DO NOTHING", " ON CONFLICT (record_id) DO NOTHING RETURNING record_id"].map(|tail| {
+                        CHUNK_SIZES
+                            .iter()
+                            .map(|&n| {
+                                let mut qb = sqlx::QueryBuilder::<$db>::new(format!("INSERT INTO usage_records ({COLUMNS}) "));
+                                qb.push_values(0..n, |mut b, _| {
+                                    for _ in 0..COLUMN_COUNT {
+                                        b.push_bind(0i64);
+                                    }
+                                });
+                                qb.push(tail);
+                                qb.into_string()
+                            })
+                            .collect()
+                    })
+                })[usize::from(returning)][i]
+            }
+
+            /// Inserts the batch's records in `tx`. Without `returning`: [`Inserted::All`], or
+            /// [`Inserted::SomeWereThere`] at the first chunk that stored fewer rows than it had
+            /// (the caller rolls back). With `returning`: the ids of the records stored now.
+            async fn insert_rows(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                batch: &[UsageRecord],
+                returning: bool,
+            ) -> Result<Inserted, StoreError> {
+                let mut stored = std::collections::HashSet::new();
+                let mut rest = batch;
+                while !rest.is_empty() {
+                    let i = next_chunk(rest, Self::MAX_STATEMENT_BYTES);
+                    let n = CHUNK_SIZES[i];
+                    let (chunk, tail) = rest.split_at(n);
+                    rest = tail;
+                    let mut q = sqlx::query::<$db>(Self::insert_sql(i, returning));
+                    for r in chunk {
+                        q = q
+                            .bind(&r.record_id)
+                            .bind(&r.request_id)
+                            .bind(&r.parent_id)
+                            .bind(r.started_at_ms)
+                            .bind(&r.caller)
+                            .bind(&r.project)
+                            .bind(&r.team)
+                            .bind(&r.environment)
+                            .bind(&r.client)
+                            .bind(&r.surface)
+                            .bind(&r.group)
+                            .bind(&r.provider)
+                            .bind(&r.model)
+                            .bind(&r.status)
+                            .bind(r.http_status)
+                            .bind(&r.error_kind)
+                            .bind(r.attempts)
+                            .bind(&r.attempts_json)
+                            .bind(r.fallback)
+                            .bind(r.stream)
+                            .bind(r.latency_ms)
+                            .bind(r.ttft_ms)
+                            .bind(r.input_tokens)
+                            .bind(r.cached_tokens)
+                            .bind(r.cache_write_tokens)
+                            .bind(r.output_tokens)
+                            .bind(r.reasoning_tokens)
+                            .bind(r.cost_usd)
+                            .bind(&r.warnings)
+                            .bind(r.affinity_hit)
+                            .bind(latency_bucket(r.latency_ms))
+                            .bind(r.ttft_ms.map(latency_bucket))
+                            .bind(&r.quota)
+                            .bind(&r.annotations)
+                            .bind(&r.config_hash)
+                            .bind(&r.capture_policy)
+                            .bind(&r.rule);
+                    }
+                    if returning {
+                        for row in q.fetch_all(&mut **tx).await? {
+                            stored.insert(row.try_get::<String, _>(0)?);
+                        }
+                    } else if q.execute(&mut **tx).await?.rows_affected() != n as u64 {
+                        return Ok(Inserted::SomeWereThere);
+                    }
+                }
+                Ok(if returning { Inserted::These(stored) } else { Inserted::All })
             }
 
             /// One `router_instances` row.
@@ -247,65 +386,22 @@ macro_rules! sql_store {
 
             fn insert<'a>(&'a self, batch: &'a [UsageRecord]) -> BoxFuture<'a, Result<(), StoreError>> {
                 Box::pin(async move {
+                    // Records are new but for replays: insert without a row back per record
+                    // (on SQLite each would cross from its worker thread), and only when some
+                    // record was already stored, start over asking which ones were stored now.
                     let mut tx = self.pool.begin().await?;
-                    let mut stored = std::collections::HashSet::with_capacity(batch.len());
-                    let mut rest = batch;
-                    while !rest.is_empty() {
-                        let (i, n) = CHUNK_SIZES
-                            .iter()
-                            .copied()
-                            .enumerate()
-                            .find(|&(_, n)| n <= rest.len())
-                            .expect("the smallest chunk is one row");
-                        let (chunk, tail) = rest.split_at(n);
-                        rest = tail;
-                        let mut q = sqlx::query::<$db>(Self::insert_sql(i));
-                        for r in chunk {
-                            q = q
-                                .bind(&r.record_id)
-                                .bind(&r.request_id)
-                                .bind(&r.parent_id)
-                                .bind(r.started_at_ms)
-                                .bind(&r.caller)
-                                .bind(&r.project)
-                                .bind(&r.team)
-                                .bind(&r.environment)
-                                .bind(&r.client)
-                                .bind(&r.surface)
-                                .bind(&r.group)
-                                .bind(&r.provider)
-                                .bind(&r.model)
-                                .bind(&r.status)
-                                .bind(r.http_status)
-                                .bind(&r.error_kind)
-                                .bind(r.attempts)
-                                .bind(&r.attempts_json)
-                                .bind(r.fallback)
-                                .bind(r.stream)
-                                .bind(r.latency_ms)
-                                .bind(r.ttft_ms)
-                                .bind(r.input_tokens)
-                                .bind(r.cached_tokens)
-                                .bind(r.cache_write_tokens)
-                                .bind(r.output_tokens)
-                                .bind(r.reasoning_tokens)
-                                .bind(r.cost_usd)
-                                .bind(&r.warnings)
-                                .bind(r.affinity_hit)
-                                .bind(latency_bucket(r.latency_ms))
-                                .bind(r.ttft_ms.map(latency_bucket))
-                                .bind(&r.quota)
-                                .bind(&r.annotations)
-                                .bind(&r.config_hash)
-                                .bind(&r.capture_policy)
-                                .bind(&r.rule);
-                        }
-                        for row in q.fetch_all(&mut *tx).await? {
-                            stored.insert(row.try_get::<String, _>(0)?);
-                        }
+                    let mut inserted = Self::insert_rows(&mut tx, batch, false).await?;
+                    if matches!(inserted, Inserted::SomeWereThere) {
+                        tx.rollback().await?;
+                        tx = self.pool.begin().await?;
+                        inserted = Self::insert_rows(&mut tx, batch, true).await?;
                     }
+                    let stored = |r: &&UsageRecord| match &inserted {
+                        Inserted::These(ids) => ids.contains(&r.record_id),
+                        _ => true,
+                    };
                     // Only what was stored now counts: a replayed record is in the rollups once.
-                    let (sums, hist) = super::rollup::deltas(batch.iter().filter(|r| stored.contains(&r.record_id)));
+                    let (sums, hist) = super::rollup::deltas(batch.iter().filter(stored));
                     let sums: Vec<_> = sums.into_iter().collect();
                     for chunk in sums.chunks(super::rollup::UPSERT_CHUNK) {
                         let mut qb = sqlx::QueryBuilder::<$db>::new(super::rollup::UPSERT_HOURLY);
@@ -752,6 +848,8 @@ sql_store!(
 );
 
 impl SqliteStore {
+    /// No network between the router and its SQLite file: statements may be any size.
+    const MAX_STATEMENT_BYTES: usize = usize::MAX;
     const PLACEHOLDER_1: &'static str = "?1";
     const PLACEHOLDER_2: &'static str = "?2";
     /// SQLite serializes writers itself.
@@ -786,6 +884,12 @@ impl SqliteStore {
 }
 
 impl PostgresStore {
+    /// Rows an INSERT carries are kept to about this many bytes on the wire, so the kernel
+    /// takes each statement in one write: sqlx 0.9.0 leaves Nagle's algorithm on (its
+    /// TCP_NODELAY went missing, sqlx issue #4335), and the rest of a statement split over two
+    /// writes waits for the server's delayed ACK — 40 ms per statement, which held the writer
+    /// to about 1,500 records/s. (The socket's first send buffer takes 16 KB.)
+    const MAX_STATEMENT_BYTES: usize = 12 * 1024;
     const PLACEHOLDER_1: &'static str = "$1";
     const PLACEHOLDER_2: &'static str = "$2";
     /// A transaction-scoped advisory lock, the same key for every smart-router process on the
@@ -974,4 +1078,78 @@ pub(super) async fn load_snapshot(
         }
     }
     target.count().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(attempts_json: String) -> UsageRecord {
+        UsageRecord {
+            record_id: "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b".into(),
+            request_id: "req_0193a1b2c3d47e5f8a9b0c1d2e3f4a5b".into(),
+            parent_id: None,
+            started_at_ms: 1_796_000_000_000,
+            caller: Some("ci-bot".into()),
+            project: Some("platform".into()),
+            team: None,
+            environment: Some("prod".into()),
+            client: "codex".into(),
+            surface: "openai_chat".into(),
+            group: Some("fast".into()),
+            provider: Some("openai".into()),
+            model: Some("gpt-4.1-mini".into()),
+            status: "ok".into(),
+            http_status: 200,
+            error_kind: None,
+            attempts: 1,
+            attempts_json,
+            fallback: false,
+            stream: true,
+            latency_ms: 812.5,
+            ttft_ms: Some(120.0),
+            input_tokens: 1200,
+            cached_tokens: 0,
+            cache_write_tokens: 0,
+            output_tokens: 300,
+            reasoning_tokens: 0,
+            cost_usd: 0.0012,
+            warnings: "[]".into(),
+            affinity_hit: None,
+            quota: None,
+            annotations: "{}".into(),
+            config_hash: "5f2c9a0e1b7d".into(),
+            capture_policy: None,
+            rule: None,
+        }
+    }
+
+    /// PostgreSQL statements stay within the size the kernel takes in one write, cutting a
+    /// batch into fewer rows per statement as records grow; a record larger than the limit
+    /// still goes (alone). SQLite takes the largest statement whatever the size.
+    #[test]
+    fn statements_are_cut_to_the_wire_limit() {
+        let limit = PostgresStore::MAX_STATEMENT_BYTES;
+        let attempt = r#"[{"provider":"openai","model":"gpt-4.1-mini","status":200,"ms":810}]"#;
+        let batch: Vec<_> = (0..1000).map(|_| record(attempt.into())).collect();
+        let mut rest = &batch[..];
+        let mut statements = 0;
+        while !rest.is_empty() {
+            let n = CHUNK_SIZES[next_chunk(rest, limit)];
+            assert!(rest[..n].iter().map(wire_bytes).sum::<usize>() <= limit);
+            rest = &rest[n..];
+            statements += 1;
+        }
+        assert!(
+            statements < 100,
+            "{statements} statements for 1,000 records"
+        );
+        assert_eq!(
+            CHUNK_SIZES[next_chunk(&batch, SqliteStore::MAX_STATEMENT_BYTES)],
+            64
+        );
+        let big = vec![record("x".repeat(limit * 2)), record(attempt.into())];
+        assert_eq!(CHUNK_SIZES[next_chunk(&big, limit)], 1);
+        assert!(wire_bytes(&big[0]) > limit);
+    }
 }
