@@ -562,9 +562,9 @@ impl Body for SseBody {
                 }
                 Poll::Pending if !this.held.is_empty() => {
                     if this.patience > 0 {
-                        if this.patience == PATIENCE {
-                            cx.waker().wake_by_ref();
-                        }
+                        // Woken every time, so what is held goes out within PATIENCE polls
+                        // however the server polls (a repeated wake in one poll costs nothing).
+                        cx.waker().wake_by_ref();
                         this.patience -= 1;
                         return Poll::Pending;
                     }
