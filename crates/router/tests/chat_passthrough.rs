@@ -140,15 +140,10 @@ async fn stream_keeps_usage_chunk_when_asked() {
     assert!(h.outcome().await.usage.is_some());
 }
 
-#[tokio::test]
-async fn stream_chunks_arrive_as_the_upstream_sends_them() {
+/// Streams `script` through the router: each data frame the caller gets, with when it came.
+async fn stream_frames(script: Script) -> Vec<(std::time::Duration, Bytes)> {
     let h = Harness::start().await;
-    h.fake.enqueue(Script {
-        chunks: Some(vec!["a".into(), "b".into(), "c".into()]),
-        text: Some("abc".into()),
-        chunk_delay_ms: 150,
-        ..Script::default()
-    });
+    h.fake.enqueue(script);
     let resp = common::start(
         "POST",
         &h.url("/v1/chat/completions"),
@@ -159,14 +154,29 @@ async fn stream_chunks_arrive_as_the_upstream_sends_them() {
     use http_body_util::BodyExt;
     let mut body = resp.into_body();
     let t0 = std::time::Instant::now();
-    let mut arrivals = Vec::new();
+    let mut frames = Vec::new();
     while let Some(f) = body.frame().await {
         if let Ok(d) = f.unwrap().into_data() {
-            if String::from_utf8_lossy(&d).contains("\"content\":\"") {
-                arrivals.push(t0.elapsed());
-            }
+            frames.push((t0.elapsed(), d));
         }
     }
+    frames
+}
+
+#[tokio::test]
+async fn stream_chunks_arrive_as_the_upstream_sends_them() {
+    let frames = stream_frames(Script {
+        chunks: Some(vec!["a".into(), "b".into(), "c".into()]),
+        text: Some("abc".into()),
+        chunk_delay_ms: 150,
+        ..Script::default()
+    })
+    .await;
+    let arrivals: Vec<_> = frames
+        .iter()
+        .filter(|(_, d)| String::from_utf8_lossy(d).contains("\"content\":\""))
+        .map(|(t, _)| *t)
+        .collect();
     assert!(arrivals.len() >= 3, "{arrivals:?}");
     let spread = arrivals[arrivals.len() - 1] - arrivals[0];
     assert!(
@@ -179,29 +189,18 @@ async fn stream_chunks_arrive_as_the_upstream_sends_them() {
 /// each write is one HTTP chunk on the caller's side.
 #[tokio::test]
 async fn stream_burst_is_sent_in_a_few_chunks() {
-    let h = Harness::start().await;
     let words: Vec<String> = (0..30).map(|i| format!("w{i} ")).collect();
-    h.fake.enqueue(Script {
+    let frames = stream_frames(Script {
         chunks: Some(words.clone()),
         text: Some(words.concat()),
         ..Script::default()
-    });
-    let resp = common::start(
-        "POST",
-        &h.url("/v1/chat/completions"),
-        &[("authorization", &format!("Bearer {TOKEN}"))],
-        Bytes::from(ask(true).to_string()),
-    )
+    })
     .await;
-    use http_body_util::BodyExt;
-    let mut body = resp.into_body();
-    let (mut chunks, mut text) = (0, String::new());
-    while let Some(f) = body.frame().await {
-        if let Ok(d) = f.unwrap().into_data() {
-            chunks += 1;
-            text.push_str(&String::from_utf8_lossy(&d));
-        }
-    }
+    let chunks = frames.len();
+    let text: String = frames
+        .iter()
+        .map(|(_, d)| String::from_utf8_lossy(d).into_owned())
+        .collect();
     let events = text.matches("data: ").count();
     assert!(events >= 32, "every event arrives: {events}\n{text}");
     assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
