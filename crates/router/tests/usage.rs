@@ -640,6 +640,63 @@ macro_rules! both_backends {
     };
 }
 
+/// A stored usage record's JSON (as the spool holds it), with `id` as record and request id.
+fn record_json(id: &str) -> String {
+    json!({"record_id": id, "request_id": id, "parent_id": null, "started_at_ms": 1_700_000_000_000i64,
+           "caller": "alice", "project": null, "team": null, "environment": null, "client": "curl",
+           "surface": "openai_chat", "group": "g", "provider": "fake", "model": "first",
+           "status": "ok", "http_status": 200, "error_kind": null, "attempts": 1,
+           "attempts_json": "[]", "fallback": false, "stream": false, "latency_ms": 1.0,
+           "ttft_ms": null, "input_tokens": 1, "cached_tokens": 0, "cache_write_tokens": 0,
+           "output_tokens": 1, "reasoning_tokens": 0, "cost_usd": 0.0, "warnings": "[]",
+           "affinity_hit": null})
+    .to_string()
+}
+
+/// A full batch is written as soon as it is queued, not at the flush interval (the writer is
+/// woken by the submitter); a partial one waits for the interval, or for shutdown.
+async fn a_full_batch_is_written_at_once(url: String) {
+    let store = router::usage::store::open(&url).unwrap();
+    store.migrate().await.unwrap();
+    let spool = std::env::temp_dir().join(format!("sr-spool-{}", common::uuid_like()));
+    let writer = router::usage::Writer::spawn(
+        store.clone(),
+        router::config::WriterConfig {
+            batch_size: 5,
+            flush_interval: std::time::Duration::from_secs(60),
+            queue_capacity: 100,
+            spool_path: spool.clone(),
+            spool_max_bytes: 1 << 20,
+            retry_interval: std::time::Duration::from_secs(60),
+        },
+    );
+    let submit = |id: String| {
+        let r: router::usage::UsageRecord = serde_json::from_str(&record_json(&id)).unwrap();
+        assert!(writer.submit(r));
+    };
+    // Let the writer settle into its wait (an interval's first tick fires at once).
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    for i in 0..7 {
+        submit(format!("batch-{i}"));
+    }
+    let written = || {
+        writer
+            .stats
+            .written
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert!(
+        common::eventually(|| written() == 5).await,
+        "the full batch is written long before the 60 s interval"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(written(), 5, "the two left wait for the interval");
+    writer.shutdown().await;
+    assert_eq!(written(), 7, "shutdown writes the rest");
+    assert_eq!(store.by_request_id("batch-6").await.unwrap().len(), 1);
+    let _ = std::fs::remove_file(&spool);
+}
+
 /// Issue 12: spool replay dropped undecodable lines without counting them. They are now counted
 /// (`smart_router_usage_spool_rejected_lines`) and kept aside in `SPOOL.rejected`; the good
 /// records around them are stored.
@@ -647,21 +704,10 @@ async fn issue_12_unreadable_spool_lines_are_counted_and_kept(url: String) {
     let store = router::usage::store::open(&url).unwrap();
     store.migrate().await.unwrap();
     let spool = std::env::temp_dir().join(format!("sr-spool-{}", common::uuid_like()));
-    let good = |id: &str| {
-        json!({"record_id": id, "request_id": id, "parent_id": null, "started_at_ms": 1_700_000_000_000i64,
-               "caller": "alice", "project": null, "team": null, "environment": null, "client": "curl",
-               "surface": "openai_chat", "group": "g", "provider": "fake", "model": "first",
-               "status": "ok", "http_status": 200, "error_kind": null, "attempts": 1,
-               "attempts_json": "[]", "fallback": false, "stream": false, "latency_ms": 1.0,
-               "ttft_ms": null, "input_tokens": 1, "cached_tokens": 0, "cache_write_tokens": 0,
-               "output_tokens": 1, "reasoning_tokens": 0, "cost_usd": 0.0, "warnings": "[]",
-               "affinity_hit": null})
-        .to_string()
-    };
     let text = format!(
         "{}\n{{\"truncated\": \n{}\nnot json at all\n",
-        good("spool-a"),
-        good("spool-b")
+        record_json("spool-a"),
+        record_json("spool-b")
     );
     std::fs::write(&spool, text).unwrap();
     let writer = router::usage::Writer::spawn(
@@ -740,6 +786,7 @@ async fn older_tables_gain_the_new_columns(url: String) {
 }
 
 both_backends!(
+    a_full_batch_is_written_at_once,
     older_tables_gain_the_new_columns,
     issue_12_unreadable_spool_lines_are_counted_and_kept,
     records_are_complete_and_priced,

@@ -32,7 +32,9 @@ fn next_chunk(rest: &[UsageRecord], max_bytes: usize) -> usize {
         .iter()
         .position(|&n| {
             n <= rest.len()
-                && (n == 1 || rest[..n].iter().map(wire_bytes).sum::<usize>() <= max_bytes)
+                && (n == 1
+                    || max_bytes == usize::MAX
+                    || rest[..n].iter().map(wire_bytes).sum::<usize>() <= max_bytes)
         })
         .expect("the smallest chunk is one row")
 }
